@@ -1,0 +1,27 @@
+# Weft's developer commands. Build output lives outside the clone so CI's fresh clone reuses it.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/weft/target
+export CARGO_TARGET_DIR
+
+.PHONY: test testbins fmt lint unit dev crds
+
+## test: everything CI checks: formatting, clippy with -D warnings, and every test (unit and end to end).
+## The tests run inside one shared environment (control plane, NATS, process-kubelet) that weft-dev starts
+## once for all test binaries and tears down afterwards; see docs/e2e.md.
+test: testbins
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo test --workspace --locked --no-run
+	$(CARGO_TARGET_DIR)/debug/weft-dev -- cargo test --workspace --locked
+
+## testbins: build (once, cached by version) kube-apiserver, kube-controller-manager, kubectl, etcd, nats-server.
+testbins:
+	./e2e/testbins/build.sh >/dev/null
+
+## crds: regenerate crds/*.yaml from the Rust types.
+crds:
+	cargo run -q -p weft-crdgen -- crds
+
+## dev: run the whole system locally on the embedded control plane (Ctrl-C stops everything).
+dev: testbins
+	cargo build -p weft-e2e --bins
+	$(CARGO_TARGET_DIR)/debug/weft-dev $(DEV_ARGS)
