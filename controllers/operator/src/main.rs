@@ -1,0 +1,188 @@
+//! `weft-operator`: runs Weft's controllers under one manager (shared caches, leader election, probes,
+//! metrics, graceful shutdown). Flags are documented in `docs/operator.md`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use weft_controllers::Settings;
+use weft_framework::leader::default_identity;
+use weft_framework::{LeaderElectionConfig, Manager, ManagerConfig};
+
+/// Runs the Weft operator.
+#[derive(Debug, Parser)]
+#[command(name = "weft-operator", version, about)]
+struct Args {
+    /// The operator's namespace: Host objects and the leader-election Lease live here.
+    #[arg(long, env = "OPERATOR_NAMESPACE")]
+    operator_namespace: String,
+
+    /// Extra namespaces whose pods may be host pods (comma-separated; the operator namespace is always
+    /// included). The shipped RBAC must grant the pod Role in each.
+    #[arg(long, env = "WEFT_HOST_NAMESPACES", value_delimiter = ',')]
+    host_namespaces: Vec<String>,
+
+    /// Elect a leader among replicas before writing (on by default; turn off only for a single replica).
+    #[arg(long, env = "WEFT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+
+    /// Name of the leader-election Lease (wasmCloud's operator uses the same name, so the two never run
+    /// their controllers at the same time in one namespace).
+    #[arg(long, default_value = weft_crds::names::LEADER_ELECTION_ID)]
+    leader_election_id: String,
+
+    /// How long a lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+
+    /// How long the leader retries renewing before it gives up (and the process exits).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    renew_deadline: Duration,
+
+    /// How often candidates try to acquire, and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    retry_period: Duration,
+
+    /// Address serving /healthz and /readyz (and /metrics).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    health_probe_bind_address: SocketAddr,
+
+    /// Address serving /metrics (and the probes); may equal the probe address.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_bind_address: SocketAddr,
+
+    /// How long to wait for the caches to sync at start.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    cache_sync_timeout: Duration,
+
+    /// How long in-flight reconciles may run after SIGTERM.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    graceful_shutdown_timeout: Duration,
+
+    /// Parallel reconciles of the PodFinalizer controller.
+    #[arg(long, default_value_t = 2)]
+    pod_finalizer_workers: usize,
+
+    /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+/// Parses `500ms`, `15s`, `2m` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn init_tracing(format: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("unknown --log-format {other:?} (text or json)"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(&args.log_format)?;
+    let identity = default_identity();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let leader_election = args.leader_elect.then(|| LeaderElectionConfig {
+        lease_name: args.leader_election_id.clone(),
+        namespace: args.operator_namespace.clone(),
+        identity: identity.clone(),
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+        release_on_cancel: true,
+    });
+    let config = ManagerConfig {
+        probe_addr: Some(args.health_probe_bind_address),
+        metrics_addr: Some(args.metrics_bind_address),
+        cache_sync_timeout: args.cache_sync_timeout,
+        graceful_shutdown_timeout: args.graceful_shutdown_timeout,
+        leader_election,
+    };
+    let mut manager = Manager::new(client, config).context("starting the manager")?;
+    let settings = Settings {
+        operator_namespace: args.operator_namespace.clone(),
+        host_namespaces: args.host_namespaces.clone(),
+        pod_finalizer_workers: args.pod_finalizer_workers,
+        instance: Some(identity.clone()),
+    };
+    weft_controllers::add_all(&mut manager, &settings).context("registering controllers")?;
+    tracing::info!(
+        %identity,
+        operator_namespace = %settings.operator_namespace,
+        host_namespaces = ?settings.all_host_namespaces(),
+        leader_elect = args.leader_elect,
+        addrs = ?manager.bound_addrs(),
+        "weft-operator starting"
+    );
+    manager
+        .run(weft_framework::shutdown_signal())
+        .await
+        .context("the manager stopped")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let args = Args::try_parse_from([
+            "weft-operator",
+            "--operator-namespace",
+            "weft",
+            "--host-namespaces",
+            "a,b",
+        ])
+        .expect("valid flags");
+        assert!(args.leader_elect);
+        assert_eq!(args.host_namespaces, vec!["a", "b"]);
+        assert_eq!(args.lease_duration, Duration::from_secs(15));
+        let off = Args::try_parse_from([
+            "weft-operator",
+            "--operator-namespace",
+            "w",
+            "--leader-elect",
+            "false",
+        ])
+        .expect("valid flags");
+        assert!(!off.leader_elect);
+    }
+}
