@@ -1,0 +1,29 @@
+//! Weft's runtime: the backend contract the host codes against, the Wasmtime backend, and where
+//! component bytes come from.
+//!
+//! - [`backend`]: [`RuntimeBackend`] and [`Workload`], the dyn-compatible traits the host calls.
+//! - [`spec`]: [`WorkloadSpec`] and friends, the domain form of a `workload.start` request.
+//! - [`metrics`]: [`RuntimeMetrics`], Prometheus metrics the host registers in its registry.
+//! - [`wasmtime_backend`]: [`WasmtimeBackend`], the default backend.
+//! - [`source`]: fetching components from OCI registries, `file://` and `http(s)://` into a local cache.
+//! - [`allowlist`]: the outgoing-HTTP allowlist (`allowedHosts`).
+
+pub mod allowlist;
+pub mod backend;
+pub mod error;
+pub mod metrics;
+pub mod source;
+pub mod spec;
+pub mod wasmtime_backend;
+
+pub use backend::{
+    BackendHealth, BoxError, BoxFuture, RequestBody, ResponseBody, RuntimeBackend, Workload, WorkloadState,
+    WorkloadStatus,
+};
+pub use error::{FetchError, RuntimeError};
+pub use metrics::RuntimeMetrics;
+pub use spec::{
+    ComponentSource, ComponentSpec, HostInterface, LocalResources, PullPolicy, RegistryCredentials,
+    ServiceSpec, Volume, VolumeKind, VolumeMount, WorkloadSpec,
+};
+pub use wasmtime_backend::{WasmtimeBackend, WasmtimeConfig};

@@ -1,0 +1,558 @@
+//! A started workload: serves each request in a fresh instance of its HTTP component.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use super::compile::Lease;
+use super::state::{InstanceState, MemoryLimiter, OutgoingHooks, OutgoingPolicy};
+use crate::backend::{BoxFuture, RequestBody, ResponseBody, Workload, WorkloadState, WorkloadStatus, body};
+use crate::metrics::{RequestOutcome, RuntimeMetrics};
+
+const RUNNING: u8 = 0;
+const STOPPING: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// A directory mounted into the component.
+pub(crate) struct Preopen {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+/// Everything a request needs, fixed at start.
+pub(crate) struct WorkloadParts {
+    pub id: String,
+    pub engine: Engine,
+    pub proxy: ProxyPre<InstanceState>,
+    /// Keeps the compiled components loaded while the workload exists.
+    pub _leases: Vec<Lease>,
+    pub environment: Vec<(String, String)>,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub outgoing: Arc<OutgoingPolicy>,
+    pub preopens: Vec<Preopen>,
+    /// Directories to delete when the workload stops (its `emptyDir` volumes).
+    pub scratch_dirs: Vec<PathBuf>,
+    pub memory_limit: usize,
+    pub cpu_ticks: u64,
+    pub wall_time_limit: Duration,
+    pub max_concurrency: u32,
+    pub retry_after: Duration,
+    pub max_request_body: u64,
+    pub inherit_stdio: bool,
+    pub summary: String,
+}
+
+/// Limits shared by every workload of a backend.
+pub(crate) struct Shared {
+    /// One permit per pool slot: instances alive at once across all workloads.
+    pub instances: Arc<Semaphore>,
+    pub metrics: RuntimeMetrics,
+}
+
+struct Inner {
+    parts: WorkloadParts,
+    workload_id: Arc<str>,
+    permits: Arc<Semaphore>,
+    state: AtomicU8,
+    stopped: Notify,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+}
+
+/// The Wasmtime backend's [`Workload`].
+pub(crate) struct WasmtimeWorkload {
+    inner: Arc<Inner>,
+}
+
+impl WasmtimeWorkload {
+    pub(crate) fn new(parts: WorkloadParts, shared: Arc<Shared>) -> Self {
+        shared.metrics.workloads_gauge().inc();
+        let permits = Arc::new(Semaphore::new(parts.max_concurrency.max(1) as usize));
+        let workload_id = Arc::from(parts.id.as_str());
+        Self {
+            inner: Arc::new(Inner {
+                parts,
+                workload_id,
+                permits,
+                state: AtomicU8::new(RUNNING),
+                stopped: Notify::new(),
+                cancel: CancellationToken::new(),
+                shared,
+            }),
+        }
+    }
+}
+
+impl WasmtimeWorkload {
+    /// Instantiates the HTTP component once (without calling it) so a component that cannot be
+    /// instantiated here — e.g. one needing more core instances, memories or tables than a pool slot
+    /// holds, or trapping in its start function — fails the start instead of every request.
+    pub(crate) async fn check_instantiation(&self) -> Result<(), String> {
+        let inner = &self.inner;
+        let mut store = inner.new_store().map_err(|e| format!("{e:#}"))?;
+        match inner.parts.proxy.instantiate_async(&mut store).await {
+            Ok(_) => Ok(()),
+            Err(err) if store.data().limits.hit => Err(format!(
+                "instantiation needs more than the memory limit of {} bytes: {err:#}",
+                inner.parts.memory_limit
+            )),
+            Err(err) => Err(format!("{err:#}")),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.metrics.workloads_gauge().dec();
+        self.remove_scratch_dirs();
+    }
+}
+
+/// How the guest call ended.
+enum CallEnd {
+    Ok,
+    Trap(String),
+    Deadline,
+    MemoryLimit(String),
+    InstantiateError(String),
+    Cancelled,
+}
+
+impl Workload for WasmtimeWorkload {
+    fn id(&self) -> &str {
+        &self.inner.parts.id
+    }
+
+    fn handle(&self, request: Request<RequestBody>) -> BoxFuture<'static, Response<ResponseBody>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.serve(request).await })
+    }
+
+    fn stop(&self, grace: Duration) -> BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.stop(grace).await })
+    }
+
+    fn status(&self) -> WorkloadStatus {
+        let inner = &self.inner;
+        let state = match inner.state.load(Ordering::Acquire) {
+            RUNNING => WorkloadState::Running,
+            STOPPING => WorkloadState::Stopping,
+            _ => WorkloadState::Stopped,
+        };
+        let active = inner.parts.max_concurrency.max(1) as usize - inner.permits.available_permits();
+        let message = match state {
+            WorkloadState::Running => inner.parts.summary.clone(),
+            WorkloadState::Stopping => format!("stopping ({active} requests in flight)"),
+            WorkloadState::Stopped => "stopped".to_string(),
+        };
+        WorkloadStatus {
+            state,
+            message,
+            active_requests: if state == WorkloadState::Stopped {
+                0
+            } else {
+                active
+            },
+        }
+    }
+}
+
+impl Inner {
+    fn remove_scratch_dirs(&self) {
+        for dir in &self.parts.scratch_dirs {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), %err, "could not remove a workload's emptyDir volume")
+                }
+            }
+        }
+    }
+
+    async fn stop(&self, grace: Duration) {
+        if self
+            .state
+            .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Already stopping or stopped: wait for that to finish.
+            loop {
+                let stopped = self.stopped.notified();
+                if self.state.load(Ordering::Acquire) == STOPPED {
+                    return;
+                }
+                stopped.await;
+            }
+        }
+        let all = self.parts.max_concurrency.max(1);
+        let drained = tokio::time::timeout(grace, self.permits.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::info!(workload = %self.workload_id, ?grace, "grace period over; cancelling in-flight requests");
+            self.cancel.cancel();
+            // Cancelled calls finish promptly (their instances are dropped at the next await point).
+            let _ = self.permits.acquire_many(all).await;
+        } else if let Ok(Ok(permits)) = drained {
+            permits.forget();
+        }
+        self.permits.close();
+        self.remove_scratch_dirs();
+        self.state.store(STOPPED, Ordering::Release);
+        self.stopped.notify_waiters();
+    }
+
+    async fn serve(self: Arc<Self>, request: Request<RequestBody>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let metrics = &self.shared.metrics;
+        let parts = &self.parts;
+        if self.state.load(Ordering::Acquire) != RUNNING {
+            metrics.count_outcome(RequestOutcome::Stopping);
+            return body::unavailable("workload is stopping", parts.retry_after);
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            metrics.count_outcome(RequestOutcome::Overloaded);
+            return body::unavailable("workload is at its concurrency limit", parts.retry_after);
+        };
+        let Ok(instance_permit) = self.shared.instances.clone().try_acquire_owned() else {
+            metrics.count_outcome(RequestOutcome::Overloaded);
+            return body::unavailable("host is at its instance limit", parts.retry_after);
+        };
+        if let Some(length) = declared_length(&request)
+            && length > parts.max_request_body
+        {
+            metrics.count_outcome(RequestOutcome::BodyTooLarge);
+            return body::text_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body of {length} bytes exceeds the limit of {} bytes",
+                    parts.max_request_body
+                ),
+            );
+        }
+
+        let (tx, rx) = oneshot::channel();
+        let mut store = match self.new_store() {
+            Ok(store) => store,
+            Err(err) => return self.internal_error("creating the instance store", &err),
+        };
+        let request = request.map(|b| http_body_util::Limited::new(b, parts.max_request_body as usize));
+        let request = request.map(|b| b.map_err(to_wasi_http_error));
+        let resources = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| {
+                let out = store.data_mut().http().new_response_outparam(tx)?;
+                Ok((req, out))
+            });
+        let (incoming, outparam) = match resources {
+            Ok(pair) => pair,
+            Err(err) => return self.internal_error("passing the request to the component", &err),
+        };
+
+        // The guest runs inside this request's own task (and, while the body streams, inside the
+        // response body's polls): no extra task, and no cross-thread wake-up per request.
+        let mut call: CallFuture = {
+            let this = self.clone();
+            Box::pin(async move {
+                let end = this
+                    .call(store, incoming, outparam, (permit, instance_permit))
+                    .await;
+                this.count(&end);
+                end
+            })
+        };
+        let mut rx = rx;
+        let first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(head) = Pin::new(&mut rx).poll(cx) {
+                return Poll::Ready(Ok(head));
+            }
+            call.as_mut().poll(cx).map(Err)
+        })
+        .await;
+        let response = match first {
+            // The head is ready; the guest keeps producing the body as the body is polled.
+            Ok(Ok(Ok(response))) => Ok((response, Some(call))),
+            Ok(Ok(Err(code))) => Err(code),
+            // The guest dropped the response without setting it: find out why.
+            Ok(Err(_)) => {
+                let end = call.await;
+                metrics.observe_request(started.elapsed().as_secs_f64());
+                return self.error_response(end);
+            }
+            // The guest finished; it may have set the response just before.
+            Err(end) => match rx.try_recv() {
+                Ok(Ok(response)) => Ok((response, None)),
+                Ok(Err(code)) => Err(code),
+                Err(_) => {
+                    metrics.observe_request(started.elapsed().as_secs_f64());
+                    return self.error_response(end);
+                }
+            },
+        };
+        metrics.observe_request(started.elapsed().as_secs_f64());
+        match response {
+            Ok((response, call)) => response.map(|inner| DrivingBody { inner, call }.boxed_unsync()),
+            Err(code) => body::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("component failed: {}", error_code(&code)),
+            ),
+        }
+    }
+
+    fn new_store(&self) -> wasmtime::Result<Store<InstanceState>> {
+        let parts = &self.parts;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&parts.environment);
+        if parts.inherit_stdio {
+            wasi.inherit_stdout().inherit_stderr();
+        }
+        for preopen in &parts.preopens {
+            let perms = if preopen.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(&preopen.host_path, &preopen.guest_path, perms)?;
+        }
+        let state = InstanceState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: wasmtime::component::ResourceTable::new(),
+            hooks: OutgoingHooks {
+                policy: parts.outgoing.clone(),
+            },
+            limits: MemoryLimiter {
+                limit: parts.memory_limit,
+                hit: false,
+            },
+            config: parts.config.clone(),
+            ticks_used: 0,
+        };
+        let mut store = Store::new(&parts.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // The callback runs every epoch tick the component executes through: it charges the tick to
+        // the request's CPU account, yields so other requests on this thread make progress, and stops
+        // the component once the account is exhausted.
+        let budget = parts.cpu_ticks;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.ticks_used += 1;
+            if state.ticks_used > budget {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+        Ok(store)
+    }
+
+    async fn call(
+        &self,
+        mut store: Store<InstanceState>,
+        incoming: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        outparam: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+        _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    ) -> CallEnd {
+        let metrics = &self.shared.metrics;
+        metrics.active_instances().inc();
+        let _active = scopeguard(|| {
+            metrics.active_instances().dec();
+        });
+        let run = async {
+            let t0 = Instant::now();
+            let proxy = self.parts.proxy.instantiate_async(&mut store).await;
+            metrics.observe_instantiate(t0.elapsed().as_secs_f64());
+            let proxy = match proxy {
+                Ok(proxy) => proxy,
+                Err(err) => return Err((true, err)),
+            };
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+                .map_err(|e| (false, e))
+        };
+        let limited = tokio::time::timeout(self.parts.wall_time_limit, run);
+        let result = tokio::select! {
+            result = limited => result,
+            () = self.cancel.cancelled() => return CallEnd::Cancelled,
+        };
+        match result {
+            Err(_elapsed) => CallEnd::Deadline,
+            Ok(Ok(())) => CallEnd::Ok,
+            Ok(Err((instantiating, err))) => {
+                if store.data().limits.hit {
+                    CallEnd::MemoryLimit(format!("{err:#}"))
+                } else if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                    CallEnd::Deadline
+                } else if instantiating {
+                    CallEnd::InstantiateError(format!("{err:#}"))
+                } else {
+                    CallEnd::Trap(format!("{err:#}"))
+                }
+            }
+        }
+    }
+
+    fn count(&self, end: &CallEnd) {
+        let outcome = match end {
+            CallEnd::Ok => RequestOutcome::Ok,
+            CallEnd::Trap(_) => RequestOutcome::Trap,
+            CallEnd::Deadline => RequestOutcome::Deadline,
+            CallEnd::MemoryLimit(_) => RequestOutcome::MemoryLimit,
+            CallEnd::InstantiateError(_) => RequestOutcome::InstantiateError,
+            CallEnd::Cancelled => RequestOutcome::Stopping,
+        };
+        self.shared.metrics.count_outcome(outcome);
+        match end {
+            CallEnd::Ok | CallEnd::Cancelled => {}
+            CallEnd::Deadline => {
+                tracing::info!(workload = %self.workload_id, "request stopped at its CPU or time limit")
+            }
+            CallEnd::Trap(msg) | CallEnd::MemoryLimit(msg) | CallEnd::InstantiateError(msg) => {
+                tracing::info!(workload = %self.workload_id, error = %msg, "request failed in the component")
+            }
+        }
+    }
+
+    fn error_response(&self, end: CallEnd) -> Response<ResponseBody> {
+        match end {
+            CallEnd::Ok => body::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "component returned without a response",
+            ),
+            CallEnd::Trap(_) => body::text_response(StatusCode::INTERNAL_SERVER_ERROR, "component trapped"),
+            CallEnd::MemoryLimit(_) => body::text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!(
+                    "component exceeded its memory limit of {} bytes",
+                    self.parts.memory_limit
+                ),
+            ),
+            CallEnd::Deadline => {
+                body::text_response(StatusCode::GATEWAY_TIMEOUT, "component exceeded its time limit")
+            }
+            CallEnd::InstantiateError(_) => {
+                body::unavailable("no instance available", self.parts.retry_after)
+            }
+            CallEnd::Cancelled => body::unavailable("workload stopped", self.parts.retry_after),
+        }
+    }
+
+    fn internal_error(&self, what: &str, err: &wasmtime::Error) -> Response<ResponseBody> {
+        tracing::warn!(workload = %self.workload_id, error = %format!("{err:#}"), "{what} failed");
+        self.shared.metrics.count_outcome(RequestOutcome::Trap);
+        body::text_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("{what} failed"))
+    }
+}
+
+/// The guest call of one request.
+type CallFuture = Pin<Box<dyn Future<Output = CallEnd> + Send>>;
+
+/// A response body that drives the guest call producing it: each poll first lets the guest run, then
+/// takes what it wrote. If the body is finished or dropped while the guest is still running, the rest
+/// of the call moves to its own task (it stays bounded by the request's limits).
+struct DrivingBody {
+    inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+    call: Option<CallFuture>,
+}
+
+impl DrivingBody {
+    fn detach(&mut self) {
+        if let Some(call) = self.call.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(call);
+        }
+    }
+}
+
+impl hyper::body::Body for DrivingBody {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        if let Some(call) = self.call.as_mut()
+            && call.as_mut().poll(cx).is_ready()
+        {
+            self.call = None;
+        }
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.detach();
+        }
+        frame.map_err(|e| Box::new(e) as crate::BoxError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for DrivingBody {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+fn declared_length<B>(request: &Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn to_wasi_http_error(err: crate::BoxError) -> wasmtime_wasi_http::Error {
+    match err.downcast::<hyper::Error>() {
+        Ok(err) => wasmtime_wasi_http::Error::from(*err),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+        }
+        Err(err) => wasmtime_wasi_http::Error::InternalError(Some(err.to_string())),
+    }
+}
+
+fn error_code(code: &ErrorCode) -> String {
+    format!("{code:?}")
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

@@ -1,0 +1,164 @@
+//! The NATS side of the control API: the connection, the heartbeat publisher and the request loop on
+//! `runtime.host.<id>.>`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::Subscriber;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{Notify, watch};
+use weft_host_api::subjects;
+
+use crate::admin::Readiness;
+use crate::config::Args;
+use crate::control::Controller;
+use crate::metrics::HostMetrics;
+
+/// Connects to the control-plane NATS like wasmCloud's operator does (reconnect forever with jitter;
+/// the initial connection is retried in the background too). `reconnected` is notified whenever the
+/// connection comes back after a loss, so the host can announce itself at once.
+pub async fn connect(
+    args: &Args,
+    name: &str,
+    reconnected: Arc<Notify>,
+) -> anyhow::Result<async_nats::Client> {
+    let lost = Arc::new(AtomicBool::new(false));
+    let mut options = weft_host_api::control_plane_connect_options(name).event_callback(move |event| {
+        let (reconnected, lost) = (reconnected.clone(), lost.clone());
+        async move {
+            weft_host_api::log_connection_event(&event);
+            match event {
+                async_nats::Event::Disconnected => lost.store(true, Ordering::Relaxed),
+                async_nats::Event::Connected if lost.swap(false, Ordering::Relaxed) => {
+                    reconnected.notify_one()
+                }
+                _ => {}
+            }
+        }
+    });
+    if let Some(ca) = &args.nats_tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&args.nats_tls_cert, &args.nats_tls_key) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    if args.nats_tls_first {
+        options = options.tls_first();
+    }
+    let servers: Vec<async_nats::ServerAddr> = args
+        .scheduler_nats_url
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("invalid --scheduler-nats-url {:?}: {e}", args.scheduler_nats_url))?;
+    Ok(options.connect(servers).await?)
+}
+
+/// How soon a heartbeat that could not be published is retried.
+const HEARTBEAT_RETRY: Duration = Duration::from_secs(1);
+/// How often the heartbeat loop checks whether a lost connection is back.
+const CONNECTION_POLL: Duration = Duration::from_millis(50);
+
+/// Publishes a heartbeat now (as soon as NATS is connected), every `interval`, and as soon as the
+/// connection comes back after a loss, until `shutdown` turns true. A heartbeat that could not be
+/// published is retried after a second.
+pub async fn heartbeat_loop(
+    client: async_nats::Client,
+    controller: Arc<Controller>,
+    readiness: Arc<Readiness>,
+    metrics: HostMetrics,
+    interval: Duration,
+    reconnected: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let subject = subjects::heartbeat_subject(&controller.info().identity.id);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = reconnected.notified() => ticker.reset(),
+            _ = crate::signalled(&mut shutdown) => return,
+        }
+        // Nothing is queued while disconnected (it would be stale): wait for the connection, then send a
+        // fresh heartbeat at once (this makes the first one go out as soon as NATS is reachable).
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::select! {
+                _ = tokio::time::sleep(CONNECTION_POLL) => {}
+                _ = crate::signalled(&mut shutdown) => return,
+            }
+        }
+        let payload = weft_host_api::to_json(&controller.heartbeat()).expect("heartbeats always encode");
+        let published = async {
+            client.publish(subject.clone(), payload.into()).await?;
+            // Written to the socket (not only queued in the client).
+            client.flush().await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(10), published).await {
+            Ok(Ok(())) => {
+                metrics.heartbeat_published();
+                readiness.heartbeat_sent();
+                // A reconnection noticed while this one was pending is covered by it.
+                let _ = reconnected.notified().now_or_never();
+                tracing::debug!(%subject, "heartbeat published");
+            }
+            Ok(Err(e)) => {
+                metrics.heartbeat_error();
+                tracing::warn!(error = %e, "heartbeat not published; retrying");
+                ticker.reset_after(HEARTBEAT_RETRY);
+            }
+            Err(_) => {
+                metrics.heartbeat_error();
+                tracing::warn!("heartbeat not published: NATS did not take it within 10s; retrying");
+                ticker.reset_after(HEARTBEAT_RETRY);
+            }
+        }
+    }
+}
+
+/// Subscribes to the host's control subjects, `runtime.host.<id>.>`. Call it before the first
+/// heartbeat goes out: the server then registers the subscription before anyone learns the host ID.
+pub async fn subscribe_requests(client: &async_nats::Client, host_id: &str) -> anyhow::Result<Subscriber> {
+    Ok(client.subscribe(subjects::host_wildcard_subject(host_id)).await?)
+}
+
+/// Serves control requests from `requests` until `shutdown` turns true. Each request runs in its own
+/// task, so a slow start never delays a status or a stop.
+pub async fn request_loop(
+    client: async_nats::Client,
+    mut requests: Subscriber,
+    controller: Arc<Controller>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let subject = subjects::host_wildcard_subject(&controller.info().identity.id);
+    tracing::info!(%subject, "serving control requests");
+    loop {
+        let msg = tokio::select! {
+            msg = requests.next() => match msg {
+                Some(msg) => msg,
+                None => anyhow::bail!("the NATS subscription on {subject} ended"),
+            },
+            _ = crate::signalled(&mut shutdown) => break,
+        };
+        let client = client.clone();
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            let Some(reply) = controller.dispatch(&msg.subject, &msg.payload).await else {
+                return;
+            };
+            let Some(reply_to) = msg.reply else {
+                tracing::debug!(subject = %msg.subject, "request without a reply subject; reply dropped");
+                return;
+            };
+            if let Err(e) = client.publish(reply_to, reply.into()).await {
+                tracing::warn!(subject = %msg.subject, error = %e, "could not send the reply");
+            }
+        });
+    }
+    requests.unsubscribe().await.ok();
+    Ok(())
+}
