@@ -21,7 +21,9 @@ testbins:
 crds:
 	cargo run -q -p weft-crdgen -- crds
 
-## dev: run the whole system locally on the embedded control plane (Ctrl-C stops everything).
+## dev: run the whole system locally on the embedded control plane: the CRDs, weft-operator under its
+## ServiceAccount and a host group of weft-host pods (Ctrl-C stops everything). Flags go in DEV_ARGS,
+## e.g. make dev DEV_ARGS="--host-replicas 3" (see weft-dev --help).
 dev: testbins
-	cargo build -p weft-e2e --bins
+	cargo build -p weft-e2e -p weft-host -p weft-operator --bins
 	$(CARGO_TARGET_DIR)/debug/weft-dev $(DEV_ARGS)

@@ -78,6 +78,9 @@ pub struct Coordinates {
     pub kubectl: PathBuf,
     /// The process-kubelet's Node, if it runs.
     pub node_name: Option<String>,
+    /// The block its pods' IPs come from (the Node's `podCIDR`), if it runs.
+    #[serde(default)]
+    pub pod_cidr: Option<String>,
     /// Directory of registered image mappings (one JSON [`ImageCommand`] per file).
     pub images_dir: PathBuf,
     /// Directory of per-pod directories (container logs, working directories).
@@ -287,6 +290,7 @@ impl RunningEnv {
             pids,
             kubectl: testbin("kubectl")?,
             node_name: kubelet.as_ref().map(|_| NODE_NAME.to_string()),
+            pod_cidr: kubelet.as_ref().map(|k| k.pod_cidr().to_string()),
             images_dir,
             pods_dir,
             start_millis: started.elapsed().as_millis() as u64,
@@ -322,6 +326,18 @@ impl RunningEnv {
             ("kube-controller-manager", self.kcm.is_running()),
             ("nats-server", self.nats.is_running()),
         ]
+    }
+
+    /// Records a process that runs next to the environment (e.g. the operator) in the coordinates and
+    /// `env.json`: its log joins the diagnostics of failing tests, its pid the component pids.
+    pub fn record_component(&mut self, name: &str, pid: u32, log: &Path) -> Result<(), Error> {
+        self.coords.logs.insert(name.to_string(), log.to_path_buf());
+        self.coords.pids.insert(name.to_string(), pid);
+        // Readers may load env.json at any time: replace it atomically.
+        let json = serde_json::to_string_pretty(&self.coords).expect("coordinates serialize");
+        let tmp = self.coords.run_dir.join(".env.json.tmp");
+        std::fs::write(&tmp, json).map_err(|e| Error::io("write env.json", e))?;
+        std::fs::rename(&tmp, self.coords.file()).map_err(|e| Error::io("replace env.json", e))
     }
 
     /// Keeps the run directory (logs, audit log) after [`RunningEnv::stop`].

@@ -27,6 +27,7 @@ pub mod kubeconfig;
 pub mod kubelet;
 mod net;
 pub mod pki;
+pub mod system;
 
 pub use audit::{AuditEvent, AuditLog, AuditMark};
 pub use controlplane::{Coordinates, EnvOptions, RunningEnv};
@@ -76,6 +77,20 @@ pub enum Error {
     /// The shared environment could not be started or reached.
     #[error("test environment: {0}")]
     Env(String),
+    /// A shipped manifest is missing, malformed, or cannot be adapted.
+    #[error("manifest {0}")]
+    Manifest(String),
+    /// A binary of this workspace was not built.
+    #[error(
+        "{name} not found (looked at {searched:?}): build it with `cargo build --bin {name}` \
+         (`make test` and `make dev` do), or set WEFT_BIN_DIR"
+    )]
+    MissingBinary {
+        /// The binary.
+        name: String,
+        /// Where it was looked for.
+        searched: Vec<std::path::PathBuf>,
+    },
 }
 
 impl Error {

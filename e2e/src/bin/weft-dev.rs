@@ -1,9 +1,13 @@
-//! `weft-dev`: Weft's local environment — a real control plane, NATS and the process-kubelet — for a
-//! person (`make dev`) or around a command (`weft-dev -- cargo test …`, which `make test` uses so that
-//! every test binary shares one environment). Ctrl-C or SIGTERM stops everything. It serves `/healthz`
-//! (every component process running), `/readyz` and `/metrics` on `--listen`.
+//! `weft-dev`: Weft on the local environment — a real control plane, NATS and the process-kubelet, and
+//! on them the whole system for a person (`make dev`): the CRDs, the operator under its ServiceAccount
+//! with only its shipped RBAC, and a host group whose pods run the real `weft-host`. Around a command
+//! (`weft-dev -- cargo test …`, which `make test` uses so that every test binary shares one environment)
+//! it starts only the environment unless asked for more. Ctrl-C or SIGTERM stops everything. It serves
+//! `/healthz` (every process running), `/readyz` and `/metrics` on `--listen`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
@@ -20,11 +27,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
-use weft_e2e::{Coordinates, EnvOptions, ImageCommand, RunningEnv};
+use weft_e2e::kubelet::Backoff;
+use weft_e2e::system::{self, HostGroup, OperatorOptions, OperatorProcess};
+use weft_e2e::{Coordinates, Env, EnvOptions, ImageCommand, RunningEnv};
+use weft_host_api::{HostClient, HostHeartbeat};
 use weft_testkit::owned;
 
-/// Runs Weft's local environment: etcd, kube-apiserver, kube-controller-manager, nats-server and a
-/// process-kubelet that runs pods as local processes.
+/// How long each part of the system may take to become ready.
+const SYSTEM_TIMEOUT: Duration = Duration::from_secs(120);
+/// The operator's component name (in `env.json`, `/healthz` and `/metrics`).
+const OPERATOR: &str = "weft-operator";
+
+/// Runs Weft locally: etcd, kube-apiserver, kube-controller-manager, nats-server and a process-kubelet
+/// that runs pods as local processes; then the CRDs, weft-operator and a host group of weft-host pods.
 #[derive(Debug, Parser)]
 #[command(name = "weft-dev", version)]
 struct Args {
@@ -32,9 +47,25 @@ struct Args {
     /// (repeatable; an IMAGE without tag matches every tag).
     #[arg(long = "image", value_name = "IMAGE=COMMAND")]
     images: Vec<String>,
-    /// Run without the process-kubelet (pods stay Pending).
+    /// Run without the process-kubelet (pods stay Pending; implies no host pods).
     #[arg(long)]
     no_kubelet: bool,
+    /// Run weft-operator (default without a COMMAND).
+    #[arg(long, overrides_with = "no_operator")]
+    operator: bool,
+    /// Do not run weft-operator (the CRDs and its RBAC are still applied, so you can run your own).
+    #[arg(long, overrides_with = "operator")]
+    no_operator: bool,
+    /// Host pods in the host group (default 2 without a COMMAND, 0 with one).
+    #[arg(long, value_name = "N")]
+    host_replicas: Option<u32>,
+    /// The host group's name (Deployment `hostgroup-<NAME>`, label `wasmcloud.com/hostgroup`).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    host_group: String,
+    /// Only the control plane, NATS and the kubelet: no CRDs, operator or hosts (what a COMMAND gets
+    /// by default).
+    #[arg(long, conflicts_with_all = ["operator", "host_replicas"])]
+    bare: bool,
     /// Keep the run directory (logs, audit log, pod logs) after stopping.
     #[arg(long)]
     keep: bool,
@@ -48,6 +79,45 @@ struct Args {
     /// environment and exit with the command's status.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// Which of Weft's own parts run on the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// Apply the CRDs, the operator namespace and the operator's RBAC.
+    install: bool,
+    /// Run weft-operator.
+    operator: bool,
+    /// Host pods in the host group (0: no host group).
+    host_replicas: u32,
+}
+
+impl Plan {
+    /// The whole system for a person; only the environment around a command (tests stay lean) unless
+    /// asked for more.
+    fn resolve(args: &Args) -> anyhow::Result<Self> {
+        let full = args.command.is_empty() && !args.bare;
+        let operator = if args.operator {
+            true
+        } else if args.no_operator {
+            false
+        } else {
+            full
+        };
+        let host_replicas = match args.host_replicas {
+            Some(n) if n > 0 && args.no_kubelet => {
+                bail!("host pods need the kubelet: drop --no-kubelet or pass --host-replicas 0")
+            }
+            Some(n) => n,
+            None if full && !args.no_kubelet => 2,
+            None => 0,
+        };
+        Ok(Self {
+            install: full || operator || host_replicas > 0,
+            operator,
+            host_replicas,
+        })
+    }
 }
 
 fn parse_image(spec: &str) -> anyhow::Result<ImageCommand> {
@@ -89,16 +159,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// What weft-dev owns while it runs: the environment and the operator process.
+struct State {
+    env: Option<RunningEnv>,
+    operator: Option<OperatorProcess>,
+    operator_restarts: u64,
+}
+
+/// Weft's own parts once they run, for the banner.
+#[derive(Default)]
+struct System {
+    /// The operator's ServiceAccount kubeconfig (minted whenever the RBAC is installed).
+    operator_kubeconfig: Option<PathBuf>,
+    operator: Option<(u32, SocketAddr, PathBuf)>,
+    host_group: Option<(HostGroup, Vec<Pod>, BTreeMap<String, HostHeartbeat>)>,
+}
+
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let plan = Plan::resolve(&args)?;
+    // Find the binaries before starting anything.
+    let operator_bin = plan
+        .operator
+        .then(|| system::workspace_binary(OPERATOR))
+        .transpose()?;
+    let host_bin = (plan.host_replicas > 0)
+        .then(|| system::workspace_binary("weft-host"))
+        .transpose()?;
+    let mut images: Vec<ImageCommand> = args
+        .images
+        .iter()
+        .map(|s| parse_image(s))
+        .collect::<anyhow::Result<_>>()?;
+    // Mappings given with --image come first, so they win over this one.
+    images.extend(host_bin.as_deref().map(system::host_image));
     let options = EnvOptions {
         kubelet: !args.no_kubelet,
-        images: args
-            .images
-            .iter()
-            .map(|s| parse_image(s))
-            .collect::<anyhow::Result<_>>()?,
+        images,
         ..EnvOptions::default()
     };
     let started = Instant::now();
@@ -109,56 +207,262 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     env.keep_run_dir(args.keep);
     let coords = env.coordinates().clone();
-    // Weft's own components (operator, hosts) join the environment here as they are built.
+    let state = Arc::new(Mutex::new(State {
+        env: Some(env),
+        operator: None,
+        operator_restarts: 0,
+    }));
 
-    let env = Arc::new(Mutex::new(Some(env)));
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listen on {}", args.listen))?;
-    let observe_addr = listener.local_addr()?;
-    let server = tokio::spawn(serve_observability(listener, env.clone()));
+    let outcome = async {
+        let parts = tokio::select! {
+            parts = start_system(&args, &plan, operator_bin, &coords, &state) => parts?,
+            _ = sigint.recv() => bail!("interrupted while starting"),
+            _ = sigterm.recv() => bail!("terminated while starting"),
+        };
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listen on {}", args.listen))?;
+        let observe_addr = listener.local_addr()?;
+        let server = tokio::spawn(serve_observability(listener, state.clone()));
+        let code = if args.command.is_empty() {
+            print_banner(&coords, &parts, started.elapsed(), observe_addr);
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+            eprintln!("weft-dev: stopping");
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "weft-dev: environment ready in {:.1} s ({}); running {:?}",
+                started.elapsed().as_secs_f64(),
+                coords.run_dir.display(),
+                args.command
+            );
+            run_command(&args.command, &coords, &mut sigint, &mut sigterm).await?
+        };
+        server.abort();
+        Ok::<_, anyhow::Error>(code)
+    }
+    .await;
 
-    let code = if args.command.is_empty() {
-        print_banner(&coords, started.elapsed(), observe_addr);
-        tokio::select! {
-            _ = sigint.recv() => {}
-            _ = sigterm.recv() => {}
-        }
-        eprintln!("weft-dev: stopping");
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "weft-dev: environment ready in {:.1} s ({}); running {:?}",
-            started.elapsed().as_secs_f64(),
-            coords.run_dir.display(),
-            args.command
-        );
-        run_command(&args.command, &coords, &mut sigint, &mut sigterm).await?
+    // Whatever happened: the operator first (it hands its lease back), then pods and the control plane.
+    let (env, operator) = {
+        let mut state = state.lock().await;
+        (state.env.take(), state.operator.take())
     };
-    server.abort();
-    if let Some(env) = env.lock().await.take() {
+    if let Some(mut operator) = operator {
+        tokio::task::spawn_blocking(move || operator.process.stop(Duration::from_secs(10)))
+            .await
+            .ok();
+    }
+    if let Some(env) = env {
         env.stop(Duration::from_secs(args.pod_grace_seconds)).await;
     }
     if args.keep {
         eprintln!("weft-dev: kept {}", coords.run_dir.display());
     }
-    Ok(code)
+    outcome
 }
 
-fn print_banner(coords: &Coordinates, took: Duration, observe_addr: SocketAddr) {
+/// Installs and starts Weft's own parts per `plan`: the CRDs, the operator namespace and RBAC, the
+/// operator (supervised: restarted with back-off if it exits), and the host group.
+async fn start_system(
+    args: &Args,
+    plan: &Plan,
+    operator_bin: Option<PathBuf>,
+    coords: &Coordinates,
+    state: &Arc<Mutex<State>>,
+) -> anyhow::Result<System> {
+    let mut parts = System::default();
+    if !plan.install {
+        return Ok(parts);
+    }
+    let env = Env::from_coordinates(coords.clone()).await?;
+    let admin = env.admin_client();
+    let namespace = system::OPERATOR_NAMESPACE;
+    system::install_crds(&admin, SYSTEM_TIMEOUT)
+        .await
+        .context("installing the CRDs")?;
+    system::install_namespace(&admin, namespace).await?;
+    system::install_operator_rbac(&admin, namespace, &[], &[system::OPERATOR_SERVICE_ACCOUNT])
+        .await
+        .context("installing the operator's RBAC")?;
+    let kubeconfig = env
+        .service_account_kubeconfig(namespace, system::OPERATOR_SERVICE_ACCOUNT)
+        .await?;
+    parts.operator_kubeconfig = Some(kubeconfig.clone());
+
+    if let Some(binary) = operator_bin {
+        let log = coords.run_dir.join("logs").join(format!("{OPERATOR}.log"));
+        let options = OperatorOptions::new(binary, namespace, &log);
+        let mut operator = OperatorProcess::spawn(&kubeconfig, &options)?;
+        let pid = operator.process.pid();
+        record_operator(state, pid, &log).await;
+        operator.wait_ready(SYSTEM_TIMEOUT).await?;
+        parts.operator = Some((pid, operator.addr, log));
+        state.lock().await.operator = Some(operator);
+        tokio::spawn(supervise_operator(state.clone(), env, options));
+    }
+
+    if plan.host_replicas > 0 {
+        let group = HostGroup {
+            namespace: namespace.to_string(),
+            group: args.host_group.clone(),
+            replicas: i32::try_from(plan.host_replicas).context("--host-replicas")?,
+            nats_url: coords.nats_url.clone(),
+        };
+        // Subscribe first: each host's first heartbeat goes out as it starts.
+        let nats = async_nats::connect(&coords.nats_url)
+            .await
+            .with_context(|| format!("connect to {}", coords.nats_url))?;
+        let mut heartbeats = HostClient::new(nats).subscribe_heartbeats().await?;
+        group.apply(&admin).await.context("applying the host group")?;
+        let pods = group.wait_ready(&admin, SYSTEM_TIMEOUT).await.with_context(|| {
+            format!(
+                "host pods (their logs: {}/{namespace}_<pod>_<uid>/{}.log; the kubelet's: {})",
+                coords.pods_dir.display(),
+                system::HOST_CONTAINER,
+                coords
+                    .logs
+                    .get("kubelet")
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?;
+        // A Ready host has published its first heartbeat; match them to the pods by hostname (= pod IP).
+        let ips: Vec<String> = pods.iter().filter_map(pod_ip).collect();
+        let mut seen = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while seen.len() < ips.len() {
+            match tokio::time::timeout_at(deadline, heartbeats.next()).await {
+                Ok(Some(hb)) if ips.contains(&hb.hostname) => {
+                    seen.insert(hb.hostname.clone(), hb);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        parts.host_group = Some((group, pods, seen));
+    }
+    Ok(parts)
+}
+
+fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status.as_ref()?.pod_ip.clone().filter(|ip| !ip.is_empty())
+}
+
+/// Puts the operator's pid and log into `env.json`.
+async fn record_operator(state: &Mutex<State>, pid: u32, log: &Path) {
+    if let Some(env) = state.lock().await.env.as_mut()
+        && let Err(e) = env.record_component(OPERATOR, pid, log)
+    {
+        eprintln!("weft-dev: {e}");
+    }
+}
+
+/// Restarts the operator when it exits (as its Deployment would), with the kubelet's crash-loop
+/// back-off and a fresh token; the previous run's log is kept as `weft-operator.previous.log`.
+async fn supervise_operator(state: Arc<Mutex<State>>, env: Env, options: OperatorOptions) {
+    let backoff = Backoff::default();
+    let mut streak = 0;
+    let mut started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = {
+            let mut guard = state.lock().await;
+            let Some(operator) = guard.operator.as_mut() else {
+                return; // stopping
+            };
+            match operator.process.wait_exit(Duration::ZERO) {
+                Some(status) => status,
+                None => continue,
+            }
+        };
+        let (delay, next) = backoff.next_delay(streak, started.elapsed());
+        streak = next;
+        let previous = options.log_path.with_extension("previous.log");
+        let _ = std::fs::rename(&options.log_path, &previous);
+        eprintln!(
+            "weft-dev: {OPERATOR} exited ({status}); restarting in {delay:?} (its log: {})",
+            previous.display()
+        );
+        tokio::time::sleep(delay).await;
+        let kubeconfig = env
+            .service_account_kubeconfig(&options.namespace, &options.service_account)
+            .await;
+        let mut guard = state.lock().await;
+        if guard.operator.is_none() {
+            return;
+        }
+        match kubeconfig.and_then(|k| OperatorProcess::spawn(&k, &options)) {
+            Ok(operator) => {
+                let pid = operator.process.pid();
+                guard.operator = Some(operator);
+                guard.operator_restarts += 1;
+                if let Some(env) = guard.env.as_mut() {
+                    let _ = env.record_component(OPERATOR, pid, &options.log_path);
+                }
+                started = Instant::now();
+            }
+            Err(e) => eprintln!("weft-dev: restarting {OPERATOR}: {e}"),
+        }
+    }
+}
+
+fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_addr: SocketAddr) {
     let bin_dir = coords
         .kubectl
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    println!("weft-dev: environment ready in {:.1} s\n", took.as_secs_f64());
+    let ns = system::OPERATOR_NAMESPACE;
+    println!("weft-dev: ready in {:.1} s\n", took.as_secs_f64());
     println!("  export KUBECONFIG={}", coords.kubeconfig.display());
     println!("  export PATH={bin_dir}:$PATH   # kubectl v1.37.2");
     println!("  kubectl get pods -A\n");
     println!("  API server  {}", coords.apiserver_url);
     println!("  NATS        {}", coords.nats_url);
     if let Some(node) = &coords.node_name {
-        println!("  Node        {node}: pods run as local processes, each on its own 127.0.0.N");
+        let cidr = coords.pod_cidr.as_deref().unwrap_or("127.0.0.0/16");
+        println!("  Node        {node}: pods run as local processes, each on its own IP of {cidr}");
+    }
+    match (&parts.operator, &parts.operator_kubeconfig) {
+        (Some((pid, addr, log)), _) => {
+            println!(
+                "  Operator    {OPERATOR} (pid {pid}) as ServiceAccount {ns}/{}, with only the RBAC in deploy/operator/",
+                system::OPERATOR_SERVICE_ACCOUNT
+            );
+            println!(
+                "              metrics http://{addr}/metrics, log {}",
+                log.display()
+            );
+        }
+        (None, Some(kubeconfig)) => {
+            println!("  Operator    not running; run your own with only its RBAC:");
+            println!(
+                "              KUBECONFIG={} OPERATOR_NAMESPACE={ns} cargo run -p weft-operator",
+                kubeconfig.display()
+            );
+        }
+        (None, None) => {}
+    }
+    if let Some((group, pods, heartbeats)) = &parts.host_group {
+        println!(
+            "  Hosts       Deployment {ns}/{} (deploy/hostgroup/): {} × weft-host, HTTP :9191, admin :9192 on the pod IP",
+            group.deployment_name(),
+            pods.len()
+        );
+        for pod in pods {
+            let ip = pod_ip(pod).unwrap_or_default();
+            let host = heartbeats
+                .get(&ip)
+                .map(|hb| format!("host {} ({})", hb.friendly_name, hb.id))
+                .unwrap_or_else(|| "no heartbeat seen yet".to_string());
+            println!("              {:<40} {ip:<12} {host}", pod.name_any());
+        }
+    }
+    if coords.node_name.is_some() {
         println!(
             "  Pod logs    {}/<namespace>_<pod>_<uid>/<container>.log",
             coords.pods_dir.display()
@@ -170,6 +474,26 @@ fn print_banner(coords: &Coordinates, took: Duration, observe_addr: SocketAddr) 
         "  Tests       WEFT_E2E_ENV={} cargo test …   (reuses this environment)\n",
         coords.file().display()
     );
+    if let Some((group, pods, _)) = &parts.host_group {
+        let first = pods
+            .first()
+            .map(|p| (p.name_any(), pod_ip(p).unwrap_or_default()));
+        let (pod, ip) = first.unwrap_or_default();
+        let deployment = group.deployment_name();
+        println!("Try it:");
+        println!("  kubectl get deploy,pods -n {ns} -o wide");
+        println!(
+            "  kubectl get hosts -n {ns}     # Host objects are written from heartbeats by the Host controller, which is not in the operator yet"
+        );
+        println!("  curl http://{ip}:9192/metrics     # a host's admin server: /healthz /readyz /metrics");
+        println!(
+            "  curl -H 'Host: hello.example.com' http://{ip}:9191/     # 404 until a Workload is placed on this host (Workload scheduling is not in the operator yet)"
+        );
+        println!(
+            "  kubectl delete pod -n {ns} {pod}     # the operator deletes its Host, the host drains, a new pod replaces it"
+        );
+        println!("  kubectl scale -n {ns} deploy/{deployment} --replicas 3\n");
+    }
     println!("Ctrl-C stops everything.");
 }
 
@@ -203,12 +527,12 @@ async fn run_command(
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` (OpenMetrics text) until aborted.
-async fn serve_observability(listener: TcpListener, env: Arc<Mutex<Option<RunningEnv>>>) {
+async fn serve_observability(listener: TcpListener, state: Arc<Mutex<State>>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
-        let env = env.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
@@ -217,7 +541,7 @@ async fn serve_observability(listener: TcpListener, env: Arc<Mutex<Option<Runnin
                 .ok()?;
             let request = String::from_utf8_lossy(&buf[..n]).into_owned();
             let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let (code, content_type, body) = respond(&path, &env).await;
+            let (code, content_type, body) = respond(&path, &state).await;
             let reason = match code {
                 200 => "OK",
                 404 => "Not Found",
@@ -233,13 +557,17 @@ async fn serve_observability(listener: TcpListener, env: Arc<Mutex<Option<Runnin
     }
 }
 
-async fn respond(path: &str, env: &Mutex<Option<RunningEnv>>) -> (u16, &'static str, String) {
+async fn respond(path: &str, state: &Mutex<State>) -> (u16, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
-    let mut guard = env.lock().await;
-    let Some(env) = guard.as_mut() else {
+    let mut guard = state.lock().await;
+    let state = &mut *guard;
+    let Some(env) = state.env.as_mut() else {
         return (503, TEXT, "stopping\n".into());
     };
-    let components = env.component_status();
+    let mut components = env.component_status();
+    if let Some(operator) = state.operator.as_mut() {
+        components.push((OPERATOR, operator.process.is_running()));
+    }
     let kubelet_healthy = env.kubelet().is_none_or(|k| k.is_healthy());
     match path {
         "/readyz" => (200, TEXT, "ready\n".into()),
@@ -271,6 +599,13 @@ async fn respond(path: &str, env: &Mutex<Option<RunningEnv>>) -> (u16, &'static 
                 "Whether an environment process is running",
                 up,
             );
+            if state.operator.is_some() {
+                registry.register(
+                    "weft_dev_operator_restarts",
+                    "Times weft-operator was restarted after it exited",
+                    ConstCounter::new(state.operator_restarts),
+                );
+            }
             if let Some(kubelet) = env.kubelet() {
                 let stats = kubelet.stats();
                 let pods = Gauge::<i64>::default();
@@ -332,5 +667,54 @@ mod tests {
         assert!(parse_image("no-equals-sign").is_err());
         assert!(parse_image("img=").is_err());
         assert!(parse_image("=/bin/true").is_err());
+    }
+
+    fn plan(argv: &[&str]) -> anyhow::Result<Plan> {
+        let args = Args::try_parse_from(std::iter::once("weft-dev").chain(argv.iter().copied()))?;
+        Plan::resolve(&args)
+    }
+
+    fn expect(install: bool, operator: bool, host_replicas: u32) -> Plan {
+        Plan {
+            install,
+            operator,
+            host_replicas,
+        }
+    }
+
+    #[test]
+    fn a_person_gets_the_whole_system_and_a_command_only_the_environment() {
+        assert_eq!(plan(&[]).unwrap(), expect(true, true, 2));
+        assert_eq!(
+            plan(&["--", "cargo", "test"]).unwrap(),
+            expect(false, false, 0),
+            "make test stays lean"
+        );
+        assert_eq!(plan(&["--bare"]).unwrap(), expect(false, false, 0));
+    }
+
+    #[test]
+    fn parts_can_be_left_out_or_asked_for() {
+        assert_eq!(plan(&["--no-operator"]).unwrap(), expect(true, false, 2));
+        assert_eq!(plan(&["--host-replicas", "0"]).unwrap(), expect(true, true, 0));
+        assert_eq!(plan(&["--host-replicas", "5"]).unwrap(), expect(true, true, 5));
+        assert_eq!(plan(&["--operator", "--", "cmd"]).unwrap(), expect(true, true, 0));
+        assert_eq!(
+            plan(&["--host-replicas", "1", "--", "cmd"]).unwrap(),
+            expect(true, false, 1)
+        );
+        assert_eq!(
+            plan(&["--operator", "--no-operator"]).unwrap(),
+            expect(true, false, 2),
+            "the last of the pair wins"
+        );
+        assert_eq!(plan(&["--no-kubelet"]).unwrap(), expect(true, true, 0));
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        assert!(plan(&["--no-kubelet", "--host-replicas", "2"]).is_err());
+        assert!(plan(&["--bare", "--operator"]).is_err());
+        assert!(plan(&["--bare", "--host-replicas", "1"]).is_err());
     }
 }

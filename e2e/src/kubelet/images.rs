@@ -134,17 +134,12 @@ pub fn builtin() -> Vec<ImageCommand> {
         .unwrap_or_default()
 }
 
-/// Locates `weft-testpod`: `$WEFT_TESTPOD`, else next to the running executable or one directory up
-/// (test binaries live in `target/<profile>/deps`, binaries in `target/<profile>`).
+/// Locates `weft-testpod`: `$WEFT_TESTPOD`, else as [`crate::system::workspace_binary`] does.
 pub fn testpod_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("WEFT_TESTPOD") {
         return Some(PathBuf::from(path));
     }
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [dir.join("weft-testpod"), dir.parent()?.join("weft-testpod")]
-        .into_iter()
-        .find(|p| p.is_file())
+    crate::system::workspace_binary("weft-testpod").ok()
 }
 
 #[cfg(test)]

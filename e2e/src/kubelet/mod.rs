@@ -3,7 +3,8 @@
 //! It registers a Node (and renews its Lease), binds every unscheduled pod that fits it (what
 //! kube-scheduler would do with a single node), and for each pod bound to it:
 //!
-//! * gives the pod its own loopback IP (127.0.0.N) as `podIP`; the node's IP is 127.0.0.1;
+//! * gives the pod its own loopback IP as `podIP`, from the block 127.k.0.0/16 the kubelet claimed
+//!   ([`podnet`]: 127.0.0.N unless another environment runs on the machine); the node's IP is 127.0.0.1;
 //! * runs each container as a process (see [`images`] for how images map to local commands) with
 //!   the environment the pod asks for (plain values, downward API `fieldRef`/`resourceFieldRef`,
 //!   ConfigMap/Secret references, `envFrom`), its output in `<pods_dir>/<ns>_<name>_<uid>/<container>.log`;
@@ -23,6 +24,7 @@ pub mod images;
 pub mod ipam;
 mod node;
 mod pod;
+pub mod podnet;
 pub mod probe;
 pub mod restart;
 pub mod spec;
@@ -138,6 +140,10 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) config: KubeletConfig,
     pub(crate) ipam: Mutex<ipam::IpAllocator>,
+    /// The node's `podCIDR`, the block `ipam` allocates from.
+    pub(crate) pod_cidr: String,
+    /// Held for the kubelet's life: no other kubelet on the machine uses the block.
+    _pod_network: podnet::PodNetworkClaim,
     pub(crate) log: EventLog,
     pub(crate) node_cpus: u64,
     pub(crate) node_memory: u64,
@@ -171,11 +177,15 @@ pub async fn start(client: Client, config: KubeletConfig) -> Result<KubeletHandl
     std::fs::create_dir_all(&config.pods_dir)
         .map_err(|e| Error::io(format!("create {}", config.pods_dir.display()), e))?;
     let (node_cpus, node_memory) = node::machine_resources();
+    let pod_network = podnet::PodNetworkClaim::claim()?;
+    let ipam = ipam::IpAllocator::in_block(pod_network.block());
     let shared = Arc::new(Shared {
         log: EventLog::open(&config.log_path),
         client,
         config,
-        ipam: Mutex::new(ipam::IpAllocator::default()),
+        pod_cidr: ipam.cidr(),
+        ipam: Mutex::new(ipam),
+        _pod_network: pod_network,
         node_cpus,
         node_memory,
         stats: Arc::default(),
@@ -201,6 +211,11 @@ impl KubeletHandle {
     /// The Node name.
     pub fn node_name(&self) -> &str {
         &self.shared.config.node_name
+    }
+
+    /// The block its pods' IPs come from (the Node's `podCIDR`), e.g. `127.0.0.0/16`.
+    pub fn pod_cidr(&self) -> &str {
+        &self.shared.pod_cidr
     }
 
     /// What the kubelet has done so far.

@@ -65,6 +65,11 @@ pub(super) async fn register(shared: &Arc<Shared>) -> Result<Node, Error> {
     let mut node = Node::default();
     node.metadata.name = Some(name.clone());
     node.metadata.labels = Some(labels(name));
+    node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+        pod_cidr: Some(shared.pod_cidr.clone()),
+        pod_cidrs: Some(vec![shared.pod_cidr.clone()]),
+        ..Default::default()
+    });
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}

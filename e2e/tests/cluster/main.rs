@@ -8,4 +8,5 @@ mod lifecycle;
 mod rbac;
 mod ssa;
 mod support;
+mod system;
 mod workloads;

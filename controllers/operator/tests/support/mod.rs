@@ -3,64 +3,24 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding, Subject};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ObjectMeta, Patch, PatchParams};
-use kube::{Api, Client};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use kube::Client;
+use kube::api::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_e2e::Env;
+use weft_e2e::system::{self, OperatorOptions, OperatorProcess};
 use weft_framework::exposition::{self, Format, Scrape};
 use weft_testkit::{Supervised, TempDir};
 
 pub const WAIT: Duration = Duration::from_secs(60);
-const FIELD_MANAGER: &str = "weft-operator-tests";
 
-fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
-}
-
-fn yaml_docs(rel: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(repo_file(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| {
-            serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(doc).expect("yaml")).expect("json")
-        })
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-use serde::Deserialize;
-
-/// Installs the checked-in Host CRD and waits until it is served.
+/// Installs the checked-in CRDs (the Host CRD among them) and waits until they are served.
 pub async fn install_host_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for doc in yaml_docs("crds/hosts.runtime.wasmcloud.dev.yaml") {
-        let crd: CustomResourceDefinition = serde_json::from_value(doc).expect("a CRD");
-        let name = crd.metadata.name.clone().expect("named");
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
+    system::install_crds(client, WAIT)
         .await
-        .expect("apply CRD");
-        eventually("the Host CRD to be established", WAIT, || async {
-            let crd = crds.get(&name).await.ok()?;
-            let established = crd
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established.then_some(())
-        })
-        .await;
-    }
+        .expect("install the CRDs");
 }
 
 /// Applies the shipped operator RBAC (`deploy/operator/`) with `operator_ns` as the operator namespace,
@@ -71,63 +31,9 @@ pub async fn install_rbac(
     host_namespaces: &[&str],
     service_accounts: &[&str],
 ) {
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let subjects: Vec<Subject> = service_accounts
-        .iter()
-        .map(|sa| Subject {
-            kind: "ServiceAccount".into(),
-            name: sa.to_string(),
-            namespace: Some(operator_ns.into()),
-            ..Default::default()
-        })
-        .collect();
-    let mut docs: Vec<(Value, String)> = Vec::new();
-    for file in ["deploy/operator/serviceaccount.yaml", "deploy/operator/role.yaml"] {
-        docs.extend(yaml_docs(file).into_iter().map(|d| (d, operator_ns.to_string())));
-    }
-    for ns in host_namespaces {
-        docs.extend(
-            yaml_docs("deploy/operator/host-namespace-role.yaml")
-                .into_iter()
-                .map(|d| (d, ns.to_string())),
-        );
-    }
-    for (doc, ns) in docs {
-        match doc["kind"].as_str().expect("kind") {
-            "ServiceAccount" => {
-                let template: ServiceAccount = serde_json::from_value(doc).expect("ServiceAccount");
-                let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-                for sa in service_accounts {
-                    let mut obj = template.clone();
-                    obj.metadata.name = Some(sa.to_string());
-                    obj.metadata.namespace = Some(ns.clone());
-                    api.patch(sa, &pp, &Patch::Apply(&obj))
-                        .await
-                        .expect("apply ServiceAccount");
-                }
-            }
-            "Role" => {
-                let mut role: Role = serde_json::from_value(doc).expect("Role");
-                role.metadata.namespace = Some(ns.clone());
-                let name = role.metadata.name.clone().expect("named");
-                Api::<Role>::namespaced(client.clone(), &ns)
-                    .patch(&name, &pp, &Patch::Apply(&role))
-                    .await
-                    .expect("apply Role");
-            }
-            "RoleBinding" => {
-                let mut binding: RoleBinding = serde_json::from_value(doc).expect("RoleBinding");
-                binding.metadata.namespace = Some(ns.clone());
-                binding.subjects = Some(subjects.clone());
-                let name = binding.metadata.name.clone().expect("named");
-                Api::<RoleBinding>::namespaced(client.clone(), &ns)
-                    .patch(&name, &pp, &Patch::Apply(&binding))
-                    .await
-                    .expect("apply RoleBinding");
-            }
-            other => panic!("unexpected kind {other} in the shipped RBAC"),
-        }
-    }
+    system::install_operator_rbac(client, operator_ns, host_namespaces, service_accounts)
+        .await
+        .expect("apply the shipped operator RBAC");
 }
 
 /// A running `weft-operator` process.
@@ -147,52 +53,25 @@ impl Operator {
         host_namespaces: &[&str],
         extra: &[&str],
     ) -> Self {
-        let kubeconfig = env
-            .service_account_kubeconfig(operator_ns, sa)
-            .await
-            .expect("SA kubeconfig");
         let dir = TempDir::new("operator").expect("temp dir");
-        let port = weft_testkit::free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft-operator"));
-        cmd.env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info,weft_framework=debug,weft_controllers=debug")
-            .env("OPERATOR_NAMESPACE", operator_ns)
-            .arg(format!("--health-probe-bind-address={addr}"))
-            .arg(format!("--metrics-bind-address={addr}"))
-            .arg(format!("--host-namespaces={}", host_namespaces.join(",")))
-            .args(extra);
-        let log = dir.path().join(format!("{sa}.log"));
-        let process =
-            Supervised::spawn(&format!("weft-operator ({sa})"), cmd, &log).expect("spawn weft-operator");
-        let mut op = Self {
+        let mut options = OperatorOptions::new(
+            env!("CARGO_BIN_EXE_weft-operator"),
+            operator_ns,
+            dir.path().join(format!("{sa}.log")),
+        );
+        options.service_account = sa.to_string();
+        options.host_namespaces = host_namespaces.iter().map(|s| s.to_string()).collect();
+        options.args = extra.iter().map(|s| s.to_string()).collect();
+        options.rust_log = Some("info,weft_framework=debug,weft_controllers=debug".into());
+        let OperatorProcess { process, addr, user } = OperatorProcess::start(env, &options, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("weft-operator ({sa}) did not become ready: {e}"));
+        Self {
             process,
             addr,
-            user: format!("system:serviceaccount:{operator_ns}:{sa}"),
+            user,
             _dir: dir,
-        };
-        let ready = op.wait_ready().await;
-        assert!(
-            ready,
-            "weft-operator ({sa}) did not become ready; its log:\n{}",
-            op.log()
-        );
-        op
-    }
-
-    /// Waits for `/readyz` (caches synced).
-    pub async fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if !self.process.is_running() {
-                return false;
-            }
-            if matches!(http_get(self.addr, "/readyz").await, Ok((200, _))) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        false
     }
 
     /// The end of its log.

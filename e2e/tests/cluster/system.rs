@@ -1,0 +1,317 @@
+//! The assembled system, from the shipped manifests: `weft-operator` under its ServiceAccount with only
+//! the RBAC in `deploy/operator/`, and the host group of `deploy/hostgroup/` whose pods run the real
+//! `weft-host`. Host pods become Ready through their admin readiness probe, get the pod finalizer, and
+//! announce themselves on NATS with their pod IP as hostname, their group and their namespace; deleting
+//! a host pod deletes its Host at once, and the pod goes away once its host has drained and exited.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use weft_crds::names::finalizers::POD_HOST;
+use weft_crds::names::labels::{HOST_GROUP, HOST_POD_GROUP, HOST_POD_NAME, HOST_POD_NAME_VALUE};
+use weft_crds::{Host, HostFields};
+use weft_e2e::Env;
+use weft_e2e::system::{self, HostGroup, OPERATOR_SERVICE_ACCOUNT, OperatorOptions, OperatorProcess};
+use weft_host_api::{HostClient, HostHeartbeat};
+
+use crate::support::{SOON, container_pid, eventually};
+use crate::workloads::http_get_body;
+
+/// Prints the end of a log file if the test fails.
+struct LogOnFailure(PathBuf);
+
+impl Drop for LogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} (last 16 KiB) ----\n{}",
+                self.0.display(),
+                weft_testkit::read_tail(&self.0, 16 * 1024)
+            );
+        }
+    }
+}
+
+/// The host ID a `weft-host` logged at start (`host starting host_id=<uuid> …`).
+fn logged_host_id(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let rest = text
+        .lines()
+        .find(|l| l.contains("host starting"))?
+        .split("host_id=")
+        .nth(1)?;
+    Some(rest.split_whitespace().next()?.trim_matches('"').to_string())
+}
+
+/// `weft_informer_objects{kind="<kind>"}` from the operator's metrics.
+async fn cached_objects(operator: &OperatorProcess, kind: &str) -> Option<f64> {
+    let metrics = http_get_body(&operator.addr.to_string(), "/metrics").await;
+    let series = format!("weft_informer_objects{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+}
+
+/// A plain HTTP GET: (status, body).
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn pod_ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("a running pod has an IP")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_and_host_group_from_the_shipped_manifests() {
+    let env = Env::shared().await;
+    let host_bin = system::workspace_binary("weft-host").unwrap_or_else(|e| panic!("{e}"));
+    let operator_bin = system::workspace_binary("weft-operator").unwrap_or_else(|e| panic!("{e}"));
+    let ns = env.new_namespace("system").await.expect("namespace");
+    let admin = env.admin_client();
+    system::install_crds(&admin, SOON).await.expect("CRDs");
+    system::install_operator_rbac(&admin, &ns, &[], &[OPERATOR_SERVICE_ACCOUNT])
+        .await
+        .expect("the shipped operator RBAC");
+    let audit = env.audit_log();
+    let mark = audit.mark();
+    let operator_log = env
+        .run_dir()
+        .join("logs")
+        .join(format!("weft-operator-{}.log", ns.name()));
+    let _operator_log = LogOnFailure(operator_log.clone());
+    let operator = OperatorProcess::start(env, &OperatorOptions::new(operator_bin, &ns, &operator_log), SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Hosts announce themselves as they start: listen first.
+    env.kubelet()
+        .register_image(&system::host_image(&host_bin))
+        .expect("map the host image");
+    let nats = async_nats::connect(env.nats_url()).await.expect("NATS");
+    let mut heartbeats = HostClient::new(nats)
+        .subscribe_heartbeats()
+        .await
+        .expect("subscribe");
+
+    let group = HostGroup {
+        namespace: ns.to_string(),
+        group: "default".into(),
+        replicas: 2,
+        nats_url: env.nats_url().into(),
+    };
+    let deployment = group.apply(&admin).await.expect("apply the host group");
+    let container = deployment.spec.template.spec.as_ref().unwrap().containers[0].clone();
+    let readiness = container
+        .readiness_probe
+        .and_then(|p| p.http_get)
+        .expect("a readiness probe");
+    assert_eq!(
+        readiness.path.as_deref(),
+        Some("/readyz"),
+        "the admin readiness endpoint"
+    );
+    let admin_port = system::flag_value(container.args.as_deref().unwrap_or_default(), "--admin-addr")
+        .and_then(|addr| addr.rsplit_once(':'))
+        .map(|(_, port)| port.to_string())
+        .expect("--admin-addr");
+
+    let pods = group
+        .wait_ready(&admin, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pods.len(), 2);
+    let api: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let mut host_ids = BTreeMap::new();
+    for pod in &pods {
+        let (name, ip) = (pod.name_any(), pod_ip(pod));
+        let labels = pod.labels();
+        assert_eq!(labels.get(HOST_POD_GROUP).map(String::as_str), Some("default"));
+        assert_eq!(
+            labels.get(HOST_POD_NAME).map(String::as_str),
+            Some(HOST_POD_NAME_VALUE)
+        );
+        // Ready through the probe: the host's own admin server says so, on the pod IP.
+        let (status, body) = http_get(&format!("{ip}:{admin_port}"), "/readyz").await;
+        assert_eq!(status, 200, "{name} /readyz: {body}");
+        eventually(&format!("the pod finalizer on {name}"), SOON, || async {
+            let p = api.get(&name).await.ok()?;
+            p.finalizers().iter().any(|f| f == POD_HOST).then_some(())
+        })
+        .await;
+        let log = env.kubelet().container_log(pod, system::HOST_CONTAINER);
+        let id = eventually(&format!("{name}'s host ID in its log"), SOON, || async {
+            logged_host_id(&log)
+        })
+        .await;
+        host_ids.insert(id, (pod.clone(), ip));
+    }
+
+    // Each host's heartbeat (matched by the ID it logged) names its pod IP, group and namespace.
+    let mut seen: BTreeMap<String, HostHeartbeat> = BTreeMap::new();
+    tokio::time::timeout(SOON, async {
+        while seen.len() < host_ids.len() {
+            let hb = heartbeats
+                .next()
+                .await
+                .expect("the heartbeat stream ends only with NATS");
+            if host_ids.contains_key(&hb.id) {
+                seen.insert(hb.id.clone(), hb);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("heartbeats of {:?}; got {:?}", host_ids.keys(), seen.keys()));
+    for (id, (pod, ip)) in &host_ids {
+        let hb = &seen[id];
+        assert_eq!(&hb.hostname, ip, "{}: hostname is the pod IP", pod.name_any());
+        assert_eq!(hb.labels.get(HOST_GROUP).map(String::as_str), Some("default"));
+        assert_eq!(hb.environment, ns.name(), "environment is the pod's namespace");
+        assert_eq!(hb.http_port, 9191);
+    }
+    assert_eq!(heartbeats.malformed_count(), 0);
+
+    // Hosts as the Host controller writes them, one per heartbeat.
+    let hosts: Api<Host> = Api::namespaced(admin.clone(), &ns);
+    let mut host_of_pod = BTreeMap::new();
+    for hb in seen.values() {
+        let mut host = Host::new(
+            &hb.friendly_name,
+            HostFields {
+                host_id: hb.id.clone(),
+                hostname: Some(hb.hostname.clone()),
+                http_port: Some(hb.http_port),
+                environment: Some(hb.environment.clone()),
+            },
+        );
+        host.metadata.labels = Some(hb.labels.clone().into_iter().collect());
+        hosts
+            .create(&PostParams::default(), &host)
+            .await
+            .expect("create Host");
+        let (pod, _) = &host_ids[&hb.id];
+        host_of_pod.insert(pod.name_any(), hb.friendly_name.clone());
+    }
+    eventually("the operator to cache both Hosts", SOON, || async {
+        (cached_objects(&operator, "hosts").await == Some(2.0)).then_some(())
+    })
+    .await;
+
+    // Deleting a host pod: its Host goes at once; the pod goes once the host drained and exited.
+    let (victim, survivor) = (pods[0].name_any(), pods[1].name_any());
+    let pid = container_pid(&api.get(&victim).await.unwrap()).expect("the host process");
+    let final_state = tokio::spawn({
+        let api = api.clone();
+        let config = watcher::Config::default().fields(&format!("metadata.name={victim}"));
+        async move {
+            let mut events = watcher(api, config).boxed();
+            while let Some(event) = events.try_next().await.expect("watch the pod") {
+                if let watcher::Event::Delete(pod) = event {
+                    return pod;
+                }
+            }
+            panic!("the watch ended")
+        }
+    });
+    api.delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete the pod");
+    eventually("the deleted pod's Host to be deleted", SOON, || async {
+        hosts
+            .get_opt(&host_of_pod[&victim])
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let last = tokio::time::timeout(SOON, final_state)
+        .await
+        .expect("the pod to disappear")
+        .expect("watch task");
+    let terminated = last
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.state?.terminated)
+        .expect("the pod's last state shows its container terminated");
+    assert_eq!(
+        terminated.exit_code, 0,
+        "the host drained and exited cleanly after SIGTERM"
+    );
+    assert!(!alive(pid), "the host process is gone");
+    assert!(
+        hosts.get_opt(&host_of_pod[&survivor]).await.unwrap().is_some(),
+        "the other pod's Host stays"
+    );
+
+    // The Deployment replaces the pod; the new host pod is a host pod too.
+    let now = group
+        .wait_ready(&admin, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let replacement = now
+        .iter()
+        .map(|p| p.name_any())
+        .find(|n| n != &survivor)
+        .expect("a replacement pod");
+    assert_ne!(replacement, victim);
+    eventually("the pod finalizer on the replacement", SOON, || async {
+        let p = api.get(&replacement).await.ok()?;
+        p.finalizers().iter().any(|f| f == POD_HOST).then_some(())
+    })
+    .await;
+
+    // Removing the group (as scaling it to zero would): every pod goes, and with it the other Host.
+    Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .delete(&group.deployment_name(), &DeleteParams::background())
+        .await
+        .expect("delete the host group");
+    let selector = ListParams::default().labels(&group.pod_selector());
+    eventually("every host pod to disappear", SOON, || async {
+        api.list(&selector).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        hosts.get_opt(&host_of_pod[&survivor]).await.unwrap().is_none(),
+        "the Host of a pod deleted with its group is deleted"
+    );
+
+    let user = operator.user.clone();
+    let denied: Vec<String> = audit
+        .events_since(mark)
+        .into_iter()
+        .filter(|e| e.user.username == user && e.code() == Some(403))
+        .map(|e| format!("{} {}", e.verb, e.request_uri))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the shipped RBAC is enough; denied: {denied:?}"
+    );
+}
