@@ -28,6 +28,7 @@ pub mod kubelet;
 mod net;
 pub mod pki;
 pub mod system;
+pub mod testing;
 
 pub use audit::{AuditEvent, AuditLog, AuditMark};
 pub use controlplane::{Coordinates, EnvOptions, RunningEnv};

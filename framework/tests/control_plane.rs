@@ -268,7 +268,7 @@ async fn back_off_grows_per_object_resets_on_success_and_panics_are_retried() {
         ),
         8.0
     );
-    let (health, _, _) = http_get(addr, "/healthz", None).await.expect("healthz");
+    let health = http_get(addr, "/healthz", None).await.expect("healthz").status;
     assert_eq!(health, 200, "a panicking reconcile is not fatal");
     assert!(!task.is_finished(), "the manager keeps running");
     cancel.cancel();
@@ -302,12 +302,22 @@ async fn metrics_endpoint_parses_strictly_and_has_controller_runtime_names() {
     })
     .await;
 
-    let (status, ready_type, _) = http_get(addr, "/readyz", None).await.expect("readyz");
-    assert_eq!((status, ready_type.as_str()), (200, "text/plain; charset=utf-8"));
-    assert_eq!(http_get(addr, "/healthz", None).await.expect("healthz").0, 200);
-    assert_eq!(http_get(addr, "/nope", None).await.expect("404").0, 404);
+    let ready = http_get(addr, "/readyz", None).await.expect("readyz");
+    assert_eq!(
+        (ready.status, ready.content_type.as_str()),
+        (200, "text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        http_get(addr, "/healthz", None).await.expect("healthz").status,
+        200
+    );
+    assert_eq!(http_get(addr, "/nope", None).await.expect("404").status, 404);
 
-    let (status, content_type, prom) = http_get(addr, "/metrics", Some("text/plain"))
+    let weft_e2e::testing::HttpResponse {
+        status,
+        content_type,
+        body: prom,
+    } = http_get(addr, "/metrics", Some("text/plain"))
         .await
         .expect("metrics");
     assert_eq!(status, 200);
@@ -316,7 +326,11 @@ async fn metrics_endpoint_parses_strictly_and_has_controller_runtime_names() {
         "{content_type}"
     );
     let prom = exposition::parse(&prom, Format::Prometheus).unwrap_or_else(|e| panic!("{e}\n{prom}"));
-    let (_, content_type, om) = http_get(
+    let weft_e2e::testing::HttpResponse {
+        content_type,
+        body: om,
+        ..
+    } = http_get(
         addr,
         "/metrics",
         Some("application/openmetrics-text;version=1.0.0"),
@@ -461,8 +475,8 @@ async fn caches_that_cannot_sync_keep_readyz_down_and_fail_after_the_timeout() {
     mgr.add(controller);
     let addr = mgr.bound_addrs()[0];
     let (_cancel, task) = run(mgr);
-    let (status, _, _) = eventually("the probe server", WAIT, || async {
-        http_get(addr, "/readyz", None).await.ok()
+    let status = eventually("the probe server", WAIT, || async {
+        http_get(addr, "/readyz", None).await.ok().map(|r| r.status)
     })
     .await;
     assert_eq!(status, 503, "not ready before the caches sync");

@@ -13,7 +13,7 @@ use serde_json::json;
 use weft_e2e::{Coordinates, Env};
 
 use crate::support::{SOON, container_pid, eventually, is_ready, testpod};
-use crate::workloads::http_get_body;
+use weft_e2e::testing::http_get;
 
 /// A `weft-dev` child process, killed if the test fails before it is stopped (its processes die
 /// with it).
@@ -139,9 +139,10 @@ async fn weft_dev_reports_health_and_leaves_nothing_running_after_sigterm_or_sig
     // Graceful: SIGTERM stops every process and removes the run directory.
     let (mut dev, coords, health) = start_weft_dev();
     let pids = all_pids(&coords).await;
-    assert_eq!(http_get_body(&health, "/healthz").await, "ok\n");
-    assert_eq!(http_get_body(&health, "/readyz").await, "ready\n");
-    let metrics = http_get_body(&health, "/metrics").await;
+    let get = |path| http_get(health.clone(), path, None);
+    assert_eq!(get("/healthz").await.expect("GET /healthz").body, "ok\n");
+    assert_eq!(get("/readyz").await.expect("GET /readyz").body, "ready\n");
+    let metrics = get("/metrics").await.expect("GET /metrics").body;
     for line in [
         "weft_dev_component_up{component=\"kube-apiserver\"} 1",
         "weft_dev_component_up{component=\"weft-operator\"} 1",

@@ -1,29 +1,10 @@
 //! Helpers shared by the end-to-end tests.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-
-/// Polls `check` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use weft_e2e::testing::eventually;
 
 /// The deadline for things the environment does in well under a second when healthy.
 pub const SOON: Duration = Duration::from_secs(60);

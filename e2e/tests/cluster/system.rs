@@ -21,7 +21,7 @@ use weft_e2e::system::{self, HostGroup, OPERATOR_SERVICE_ACCOUNT, OperatorOption
 use weft_host_api::{HostClient, HostHeartbeat};
 
 use crate::support::{SOON, container_pid, eventually};
-use crate::workloads::http_get_body;
+use weft_e2e::testing::{HttpResponse, http_get};
 
 /// Prints the end of a log file if the test fails.
 struct LogOnFailure(PathBuf);
@@ -51,26 +51,14 @@ fn logged_host_id(log: &Path) -> Option<String> {
 
 /// `weft_informer_objects{kind="<kind>"}` from the operator's metrics.
 async fn cached_objects(operator: &OperatorProcess, kind: &str) -> Option<f64> {
-    let metrics = http_get_body(&operator.addr.to_string(), "/metrics").await;
+    let metrics = http_get(operator.addr, "/metrics", None)
+        .await
+        .expect("GET /metrics")
+        .body;
     let series = format!("weft_informer_objects{{kind=\"{kind}\"}} ");
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
-}
-
-/// A plain HTTP GET: (status, body).
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, body.to_string())
 }
 
 /// Whether `pid` is a live (not zombie) process.
@@ -158,7 +146,9 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
             Some(HOST_POD_NAME_VALUE)
         );
         // Ready through the probe: the host's own admin server says so, on the pod IP.
-        let (status, body) = http_get(&format!("{ip}:{admin_port}"), "/readyz").await;
+        let HttpResponse { status, body, .. } = http_get(format!("{ip}:{admin_port}"), "/readyz", None)
+            .await
+            .expect("GET /readyz");
         assert_eq!(status, 200, "{name} /readyz: {body}");
         eventually(&format!("the pod finalizer on {name}"), SOON, || async {
             let p = api.get(&name).await.ok()?;

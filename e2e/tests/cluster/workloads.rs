@@ -8,6 +8,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use weft_e2e::Env;
+use weft_e2e::testing::http_get;
 
 use crate::support::{SOON, container_pid, eventually, is_ready, process_env, runs_for_pod, testpod};
 
@@ -78,7 +79,10 @@ async fn deployment_pods_run_as_processes_with_distinct_ips_and_cascade_on_delet
         assert_eq!(get("POD_NAME"), pod.metadata.name.clone());
         assert_eq!(get("POD_NAMESPACE").as_deref(), Some(ns.name()));
         // Each listens on its own IP, same port: reachable at podIP:8080 with its own name.
-        let body = http_get_body(&format!("{ip}:8080"), "/").await;
+        let body = http_get(format!("{ip}:8080"), "/", None)
+            .await
+            .expect("GET /")
+            .body;
         assert_eq!(body, format!("{} {ip}", pod.metadata.name.as_deref().unwrap()));
     }
     let owned: Vec<(String, u32)> = ready
@@ -108,20 +112,4 @@ async fn deployment_pods_run_as_processes_with_distinct_ips_and_cascade_on_delet
     for (uid, pid) in owned {
         assert!(!runs_for_pod(pid, &uid), "process {pid} of pod {uid} is gone");
     }
-}
-
-/// GET `path` from `addr` and return the body.
-pub async fn http_get_body(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }

@@ -2,66 +2,21 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+pub use weft_e2e::testing::{eventually, http_get};
 use weft_framework::exposition::{self, Format, Scrape};
-
-/// A raw HTTP/1.1 GET; returns (status, content type, body).
-pub async fn http_get(
-    addr: SocketAddr,
-    path: &str,
-    accept: Option<&str>,
-) -> std::io::Result<(u16, String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    Ok((status, content_type, body.to_string()))
-}
 
 /// Scrapes `/metrics` as Prometheus text and parses it strictly.
 pub async fn scrape(addr: SocketAddr) -> Scrape {
-    let (status, _, body) = http_get(addr, "/metrics", None).await.expect("scrape /metrics");
-    assert_eq!(status, 200, "{body}");
+    let response = http_get(addr, "/metrics", None).await.expect("scrape /metrics");
+    let body = response.body;
+    assert_eq!(response.status, 200, "{body}");
     exposition::parse(&body, Format::Prometheus).unwrap_or_else(|e| panic!("unparseable scrape: {e}\n{body}"))
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// A pod running the harness's test image (a sleeping process).

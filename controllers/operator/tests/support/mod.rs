@@ -1,16 +1,15 @@
 //! Running `weft-operator` as a process under its ServiceAccount with only the shipped RBAC.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::Client;
 use kube::api::ObjectMeta;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_e2e::Env;
 use weft_e2e::system::{self, OperatorOptions, OperatorProcess};
+pub use weft_e2e::testing::{eventually, http_get};
 use weft_framework::exposition::{self, Format, Scrape};
 use weft_testkit::{Supervised, TempDir};
 
@@ -81,7 +80,8 @@ impl Operator {
 
     /// Its metrics, parsed strictly.
     pub async fn metrics(&self) -> Option<Scrape> {
-        let (status, body) = http_get(self.addr, "/metrics").await.ok()?;
+        let response = http_get(self.addr, "/metrics", None).await.ok()?;
+        let (status, body) = (response.status, response.body);
         (status == 200).then(|| exposition::parse(&body, Format::Prometheus).expect("a valid scrape"))
     }
 
@@ -91,40 +91,6 @@ impl Operator {
             .await?
             .value("leader_election_master_status", &[("name", lease)])
             .map(|v| v == 1.0)
-    }
-}
-
-/// A raw HTTP GET; returns (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((
-        head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0),
-        body.to_string(),
-    ))
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

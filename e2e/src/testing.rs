@@ -1,0 +1,92 @@
+//! Small helpers for tests that run on the environment: polling for a condition with a deadline and a
+//! plain HTTP/1.1 GET for admin endpoints.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Polls `check` every 25 ms until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A response read by [`http_get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code (0 when the status line was malformed).
+    pub status: u16,
+    /// The `Content-Type` header, or empty.
+    pub content_type: String,
+    /// The body, lossily decoded.
+    pub body: String,
+}
+
+/// Sends `GET path` to `addr` (`ip:port`, also the Host header; with `Accept: accept` when given and `Connection: close`) and reads the whole
+/// response.
+pub async fn http_get<A>(addr: A, path: &str, accept: Option<&str>) -> std::io::Result<HttpResponse>
+where
+    A: tokio::net::ToSocketAddrs + std::fmt::Display,
+{
+    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    Ok(parse_response(&String::from_utf8_lossy(&raw)))
+}
+
+/// Splits a whole `Connection: close` HTTP/1.1 response into status, content type and body.
+pub fn parse_response(text: &str) -> HttpResponse {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        })
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    HttpResponse {
+        status,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_content_type_and_body() {
+        let r =
+            parse_response("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nnot ready");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.content_type, "text/plain");
+        assert_eq!(r.body, "not ready");
+    }
+
+    #[test]
+    fn malformed_response_has_status_zero() {
+        let r = parse_response("garbage");
+        assert_eq!(r.status, 0);
+        assert!(r.body.is_empty());
+    }
+}
