@@ -18,7 +18,7 @@ use weft_runtime::backend::{BoxFuture, RequestBody, ResponseBody, RuntimeBackend
 use crate::convert;
 use crate::facts::FactsSampler;
 use crate::heartbeat::{HostInfo, WorkloadCounts, build_heartbeat};
-use crate::metrics::HostMetrics;
+use crate::metrics::{HostMetrics, WorkloadRequestMetrics};
 use crate::routing::RouteTable;
 use crate::workloads::{Commit, SlotState, StopStep, WorkloadTable};
 
@@ -30,6 +30,8 @@ pub struct RouteTarget {
     pub label: Arc<str>,
     /// The runtime's handle.
     pub workload: Arc<dyn Workload>,
+    /// The ingress request metrics of this workload, resolved once.
+    pub requests: WorkloadRequestMetrics,
 }
 
 impl std::fmt::Debug for RouteTarget {
@@ -213,6 +215,7 @@ impl Controller {
             id: id.clone(),
             label: label.clone(),
             workload,
+            requests: self.metrics.workload_requests(label.clone()),
         });
         // Routes go in before the commit, so a stop that races the commit always finds and removes them.
         if !hostnames.is_empty() {
@@ -532,7 +535,7 @@ mod tests {
             (s.workload_state, s.message.as_str()),
             (WorkloadState::Running, "serving")
         );
-        assert_eq!(routes.route("app.test").unwrap().0, "w1");
+        assert_eq!(routes.route("app.test").unwrap().id, "w1");
         assert_eq!(c.heartbeat().component_count, 1);
         let s = c.stop("w1").await;
         assert_eq!(

@@ -15,15 +15,14 @@ use tokio::sync::watch;
 use weft_runtime::backend::{ResponseBody, body};
 
 use crate::control::Target;
-use crate::metrics::{HostMetrics, NO_WORKLOAD};
+use crate::metrics::{HostMetrics, NO_WORKLOAD, WorkloadRequestMetrics};
 use crate::routing::{RouteMiss, RouteTable};
 
 /// What the ingress needs per request.
 #[derive(Debug)]
 pub struct Ingress {
     routes: Arc<RouteTable<Target>>,
-    metrics: HostMetrics,
-    unrouted: Arc<str>,
+    unrouted: WorkloadRequestMetrics,
 }
 
 impl Ingress {
@@ -31,19 +30,20 @@ impl Ingress {
     pub fn new(routes: Arc<RouteTable<Target>>, metrics: HostMetrics) -> Self {
         Self {
             routes,
-            metrics,
-            unrouted: Arc::from(NO_WORKLOAD),
+            unrouted: metrics.workload_requests(Arc::from(NO_WORKLOAD)),
         }
     }
 
     /// Serves one request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let began = Instant::now();
-        let routed = request_host(&req).and_then(|host| self.routes.route(host));
-        let (label, response) = match routed {
-            Ok((_, target)) => {
+        match request_host(&req).and_then(|host| self.routes.route(host)) {
+            Ok(target) => {
                 let response = target.workload.handle(req.map(body::boxed)).await;
-                (target.label.clone(), response)
+                target
+                    .requests
+                    .observe(response.status().as_u16(), began.elapsed().as_secs_f64());
+                response
             }
             Err(miss) => {
                 let status = match miss {
@@ -51,14 +51,11 @@ impl Ingress {
                     RouteMiss::UnknownHost(_) => StatusCode::NOT_FOUND,
                 };
                 tracing::debug!(%miss, "unrouted request");
-                self.metrics
-                    .observe_request(&self.unrouted, status.as_u16(), began.elapsed().as_secs_f64());
-                return body::text_response(status, &miss.to_string());
+                self.unrouted
+                    .observe(status.as_u16(), began.elapsed().as_secs_f64());
+                body::text_response(status, &miss.to_string())
             }
-        };
-        self.metrics
-            .observe_request(&label, response.status().as_u16(), began.elapsed().as_secs_f64());
-        response
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use weft_host_api::Timestamp;
 use weft_runtime::RuntimeBackend;
 
@@ -46,10 +46,18 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs the host until SIGTERM or SIGINT, then drains and returns.
 ///
+/// `backend` resolves to the runtime backend. The NATS connection is opened while it is being
+/// created (creating the Wasmtime engine and its pool takes a few milliseconds), so the first heartbeat
+/// goes out as soon as both are ready.
+///
 /// Shutdown order: `/readyz` turns false; after `--shutdown-delay` the ingress stops accepting (new
 /// connections are refused) and in-flight requests get `--drain-timeout` to finish; the control API
 /// keeps answering meanwhile. Then every workload is stopped and the NATS connection is flushed.
-pub async fn run(args: Args, backend: Arc<dyn RuntimeBackend>, mut registry: Registry) -> anyhow::Result<()> {
+pub async fn run(
+    args: Args,
+    backend: impl Future<Output = anyhow::Result<Arc<dyn RuntimeBackend>>>,
+    mut registry: Registry,
+) -> anyhow::Result<()> {
     let identity = HostIdentity::generate();
     let http = TcpListener::bind(args.http_addr)
         .await
@@ -58,6 +66,14 @@ pub async fn run(args: Args, backend: Arc<dyn RuntimeBackend>, mut registry: Reg
         .await
         .with_context(|| format!("bind --admin-addr {}", args.admin_addr))?;
     let http_port = http.local_addr()?.port();
+
+    // The connection is made in the background (and retried forever), so it proceeds while the backend
+    // is created.
+    let (nats, connection_events) = nats::connect(&args, &format!("weft-host {}", identity.id)).await?;
+    // Before the first heartbeat: commands reach the server in order, so nobody can learn the host ID
+    // before its control subscription exists.
+    let requests = nats::subscribe_requests(&nats, &identity.id).await?;
+    let backend = backend.await?;
 
     let hostname = args.host_name.clone().unwrap_or_else(machine_hostname);
     let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
@@ -99,11 +115,6 @@ pub async fn run(args: Args, backend: Arc<dyn RuntimeBackend>, mut registry: Reg
         },
     ));
 
-    let reconnected = Arc::new(Notify::new());
-    let nats = nats::connect(&args, &format!("weft-host {}", identity.id), reconnected.clone()).await?;
-    // Before the first heartbeat: commands reach the server in order, so nobody can learn the host ID
-    // before its control subscription exists.
-    let requests = nats::subscribe_requests(&nats, &identity.id).await?;
     let readiness = Arc::new(Readiness::new(nats.clone(), backend.clone()));
     let admin = Arc::new(Admin {
         readiness: readiness.clone(),
@@ -122,7 +133,7 @@ pub async fn run(args: Args, backend: Arc<dyn RuntimeBackend>, mut registry: Reg
         readiness.clone(),
         metrics.clone(),
         args.heartbeat_interval,
-        reconnected,
+        connection_events,
         stop_rx.clone(),
     ));
     let mut requests_task = tokio::spawn(nats::request_loop(

@@ -7,7 +7,7 @@ use clap::Parser;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 use weft_host::config::{Args, LogFormat};
-use weft_runtime::{RuntimeMetrics, WasmtimeBackend};
+use weft_runtime::{RuntimeBackend, RuntimeMetrics, WasmtimeBackend};
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -29,9 +29,15 @@ fn main() -> anyhow::Result<()> {
         .block_on(async {
             let mut registry = Registry::default();
             let runtime_metrics = RuntimeMetrics::register(&mut registry);
-            let backend = WasmtimeBackend::new(args.wasmtime_config(), runtime_metrics)
-                .context("start the Wasmtime backend")?;
-            weft_host::run(args, Arc::new(backend), registry).await
+            // Created on a blocking thread, while `run` connects to NATS.
+            let config = args.wasmtime_config();
+            let backend = tokio::task::spawn_blocking(move || {
+                WasmtimeBackend::new(config, runtime_metrics)
+                    .map(|backend| Arc::new(backend) as Arc<dyn RuntimeBackend>)
+                    .context("start the Wasmtime backend")
+            });
+            let backend = async { backend.await.context("start the Wasmtime backend")? };
+            weft_host::run(args, backend, registry).await
         })
         .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "weft-host failed"))
 }

@@ -7,8 +7,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use weft_runtime::metrics::ShardedHistogram;
 
 use crate::workloads::Counts;
 
@@ -40,7 +40,7 @@ struct InfoLabels {
 #[derive(Debug, Clone)]
 pub struct HostMetrics {
     http_requests: Family<RequestLabels, Counter>,
-    http_request_duration: Histogram,
+    http_request_duration: ShardedHistogram,
     workloads: Family<StateLabels, Gauge>,
     nats_requests: Family<CommandLabels, Counter>,
     nats_malformed: Family<CommandLabels, Counter>,
@@ -48,6 +48,33 @@ pub struct HostMetrics {
     heartbeats_published: Counter,
     heartbeat_errors: Counter,
     draining: Gauge,
+}
+
+/// The ingress request metrics of one workload: its `200` series is resolved up front (the common
+/// case costs one atomic increment); other codes are looked up in the family.
+#[derive(Debug, Clone)]
+pub struct WorkloadRequestMetrics {
+    workload: Arc<str>,
+    ok: Counter,
+    by_code: Family<RequestLabels, Counter>,
+    duration: ShardedHistogram,
+}
+
+impl WorkloadRequestMetrics {
+    /// Counts one request answered with `code` after `seconds` (request head to response head).
+    pub fn observe(&self, code: u16, seconds: f64) {
+        if code == 200 {
+            self.ok.inc();
+        } else {
+            self.by_code
+                .get_or_create(&RequestLabels {
+                    workload: self.workload.clone(),
+                    code,
+                })
+                .inc();
+        }
+        self.duration.observe(seconds);
+    }
 }
 
 /// The label of requests that were not routed to any workload.
@@ -66,7 +93,7 @@ impl HostMetrics {
     pub fn register(registry: &mut Registry, version: &str, host_id: &str, backend: &str) -> Self {
         let m = Self {
             http_requests: Family::default(),
-            http_request_duration: Histogram::new(duration_buckets()),
+            http_request_duration: ShardedHistogram::new(duration_buckets()),
             workloads: Family::default(),
             nats_requests: Family::default(),
             nats_malformed: Family::default(),
@@ -132,15 +159,22 @@ impl HostMetrics {
         m
     }
 
-    /// Counts one ingress request and its time to response head.
-    pub fn observe_request(&self, workload: &Arc<str>, code: u16, seconds: f64) {
-        self.http_requests
+    /// The request metrics of the workload labelled `workload` (`<namespace>/<name>`, or
+    /// [`NO_WORKLOAD`]), resolved once so that counting a request needs no label lookup.
+    pub fn workload_requests(&self, workload: Arc<str>) -> WorkloadRequestMetrics {
+        let ok = self
+            .http_requests
             .get_or_create(&RequestLabels {
                 workload: workload.clone(),
-                code,
+                code: 200,
             })
-            .inc();
-        self.http_request_duration.observe(seconds);
+            .clone();
+        WorkloadRequestMetrics {
+            workload,
+            ok,
+            by_code: self.http_requests.clone(),
+            duration: self.http_request_duration.clone(),
+        }
     }
 
     /// Ingress requests counted for `workload` and `code` so far.
@@ -294,8 +328,10 @@ mod tests {
     fn both_formats_carry_the_host_metrics() {
         let mut registry = Registry::default();
         let m = HostMetrics::register(&mut registry, "0.1.0", "h1", "wasmtime");
-        m.observe_request(&Arc::from("ns/hello"), 200, 0.002);
-        m.observe_request(&Arc::from(NO_WORKLOAD), 404, 0.0001);
+        let hello = m.workload_requests(Arc::from("ns/hello"));
+        hello.observe(200, 0.002);
+        hello.observe(503, 0.001);
+        m.workload_requests(Arc::from(NO_WORKLOAD)).observe(404, 0.0001);
         m.nats_malformed("workload.start");
         m.set_workloads(Counts {
             running: 2,
@@ -321,7 +357,11 @@ mod tests {
         );
         assert!(om.contains(r#"weft_host_workloads{state="running"} 2"#), "{om}");
         assert!(
-            om.contains("weft_host_http_request_duration_seconds_count 2"),
+            om.contains(r#"weft_host_http_requests_total{workload="ns/hello",code="503"} 1"#),
+            "{om}"
+        );
+        assert!(
+            om.contains("weft_host_http_request_duration_seconds_count 3"),
             "{om}"
         );
 

@@ -15,23 +15,42 @@ use crate::config::Args;
 use crate::control::Controller;
 use crate::metrics::HostMetrics;
 
+/// What the heartbeat loop learns from the connection's events.
+#[derive(Debug, Clone)]
+pub struct ConnectionEvents {
+    /// True from each `Connected` event to the next `Disconnected` one.
+    pub connected: watch::Receiver<bool>,
+    /// Notified whenever the connection comes back after a loss.
+    pub reconnected: Arc<Notify>,
+}
+
 /// Connects to the control-plane NATS like wasmCloud's operator does (reconnect forever with jitter;
-/// the initial connection is retried in the background too). `reconnected` is notified whenever the
-/// connection comes back after a loss, so the host can announce itself at once.
-pub async fn connect(
-    args: &Args,
-    name: &str,
-    reconnected: Arc<Notify>,
-) -> anyhow::Result<async_nats::Client> {
+/// the initial connection is made, and retried, in the background, so this returns at once). The
+/// [`ConnectionEvents`] let the first heartbeat go out the moment the connection is up, and the host
+/// announce itself at once when it comes back after a loss.
+pub async fn connect(args: &Args, name: &str) -> anyhow::Result<(async_nats::Client, ConnectionEvents)> {
     let lost = Arc::new(AtomicBool::new(false));
+    let (connected_tx, connected_rx) = watch::channel(false);
+    let connected = Arc::new(connected_tx);
+    let reconnected = Arc::new(Notify::new());
+    let events = ConnectionEvents {
+        connected: connected_rx,
+        reconnected: reconnected.clone(),
+    };
     let mut options = weft_host_api::control_plane_connect_options(name).event_callback(move |event| {
-        let (reconnected, lost) = (reconnected.clone(), lost.clone());
+        let (connected, reconnected, lost) = (connected.clone(), reconnected.clone(), lost.clone());
         async move {
             weft_host_api::log_connection_event(&event);
             match event {
-                async_nats::Event::Disconnected => lost.store(true, Ordering::Relaxed),
-                async_nats::Event::Connected if lost.swap(false, Ordering::Relaxed) => {
-                    reconnected.notify_one()
+                async_nats::Event::Disconnected => {
+                    connected.send_replace(false);
+                    lost.store(true, Ordering::Relaxed);
+                }
+                async_nats::Event::Connected => {
+                    connected.send_replace(true);
+                    if lost.swap(false, Ordering::Relaxed) {
+                        reconnected.notify_one();
+                    }
                 }
                 _ => {}
             }
@@ -54,26 +73,28 @@ pub async fn connect(
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("invalid --scheduler-nats-url {:?}: {e}", args.scheduler_nats_url))?;
-    Ok(options.connect(servers).await?)
+    Ok((options.connect(servers).await?, events))
 }
 
 /// How soon a heartbeat that could not be published is retried.
 const HEARTBEAT_RETRY: Duration = Duration::from_secs(1);
-/// How often the heartbeat loop checks whether a lost connection is back.
-const CONNECTION_POLL: Duration = Duration::from_millis(50);
 
-/// Publishes a heartbeat now (as soon as NATS is connected), every `interval`, and as soon as the
-/// connection comes back after a loss, until `shutdown` turns true. A heartbeat that could not be
-/// published is retried after a second.
+/// Publishes a heartbeat now (the moment NATS is connected), every `interval`, and as soon as the
+/// connection comes back after a loss, until `shutdown` turns true. `events` come from [`connect`]. A
+/// heartbeat that could not be published is retried after a second.
 pub async fn heartbeat_loop(
     client: async_nats::Client,
     controller: Arc<Controller>,
     readiness: Arc<Readiness>,
     metrics: HostMetrics,
     interval: Duration,
-    reconnected: Arc<Notify>,
+    events: ConnectionEvents,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let ConnectionEvents {
+        mut connected,
+        reconnected,
+    } = events;
     let subject = subjects::heartbeat_subject(&controller.info().identity.id);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -85,11 +106,9 @@ pub async fn heartbeat_loop(
         }
         // Nothing is queued while disconnected (it would be stale): wait for the connection, then send a
         // fresh heartbeat at once (this makes the first one go out as soon as NATS is reachable).
-        while client.connection_state() != async_nats::connection::State::Connected {
-            tokio::select! {
-                _ = tokio::time::sleep(CONNECTION_POLL) => {}
-                _ = crate::signalled(&mut shutdown) => return,
-            }
+        tokio::select! {
+            up = connected.wait_for(|up| *up) => if up.is_err() { return },
+            _ = crate::signalled(&mut shutdown) => return,
         }
         let payload = weft_host_api::to_json(&controller.heartbeat()).expect("heartbeats always encode");
         let published = async {

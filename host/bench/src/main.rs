@@ -56,6 +56,17 @@ struct Args {
     /// Skip the cold-start runs.
     #[arg(long)]
     skip_cold_start: bool,
+    /// Skip the resident-memory measurement.
+    #[arg(long)]
+    skip_memory: bool,
+    /// More weft-host binaries measured alongside `--weft-host` in the same interleaved runs (A/B
+    /// comparisons of changes); repeatable.
+    #[arg(long)]
+    variant: Vec<PathBuf>,
+    /// Start the servers (weft-host with its workload), print their addresses and process IDs, and
+    /// wait until stdin is closed — for profiling by hand.
+    #[arg(long)]
+    hold: bool,
     /// Print where weft-host's resident memory is (largest mappings) after loading the workloads.
     #[arg(long)]
     smaps: bool,
@@ -63,22 +74,46 @@ struct Args {
 
 const HOST: &str = "bench.local";
 
-/// A server under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Server {
+/// What kind of server a subject is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
     Plain,
     Weft,
     WasmtimeServe,
 }
 
-impl Server {
-    fn name(self) -> &'static str {
-        match self {
-            Server::Plain => "plain hyper",
-            Server::Weft => "weft-host",
-            Server::WasmtimeServe => "wasmtime serve (tuned)",
-        }
-    }
+/// A server under test in the throughput runs.
+struct Subject {
+    name: String,
+    kind: Kind,
+    addr: SocketAddr,
+    pid: u32,
+    /// Index into the weft-hosts (for their metrics).
+    weft: Option<usize>,
+}
+
+/// CPU time (user + system) a process and its threads have used so far, in seconds (`/proc/<pid>/stat`,
+/// clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&stat, 13)
+}
+
+/// CPU time used by this process' waited-for children (the wrk runs), in seconds.
+fn children_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    stat_cpu_seconds(&stat, 15)
+}
+
+/// The sum of the two tick counts at fields `first` and `first + 1` (0-based, counting from `pid`).
+fn stat_cpu_seconds(stat: &str, first: usize) -> anyhow::Result<f64> {
+    // The command name may contain spaces; fields after it are counted from its closing parenthesis.
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i - 2).context("short stat")?.parse::<f64>()? / 100.0)
+    };
+    Ok(tick(first)? + tick(first + 1)?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,13 +139,18 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "wasmtime compile failed");
 
     let nats = NatsServer::start()?;
+    if args.hold {
+        return hold(&args, &runtime, &nats, work.path(), &hello, &cwasm);
+    }
     if !args.skip_throughput {
         throughput(&args, &runtime, &nats, work.path(), &hello, &cwasm)?;
     }
     if !args.skip_cold_start {
         cold_start(&args, &runtime, &nats, work.path(), &hello, &cwasm)?;
     }
-    memory(&args, &runtime, &nats, work.path(), &hello)?;
+    if !args.skip_memory {
+        memory(&args, &runtime, &nats, work.path(), &hello)?;
+    }
     Ok(())
 }
 
@@ -263,6 +303,71 @@ fn wait_200(addr: SocketAddr, timeout: Duration) -> anyhow::Result<Instant> {
     }
 }
 
+/// Starts weft-host (`binary`) with the hello workload bound to [`HOST`].
+fn spawn_weft_with_hello(
+    runtime: &tokio::runtime::Runtime,
+    binary: &Path,
+    nats: &NatsServer,
+    dir: &Path,
+    n: usize,
+    hello: &Path,
+) -> anyhow::Result<WeftHost> {
+    let (weft, _) = WeftHost::spawn(
+        runtime,
+        binary,
+        nats,
+        &dir.join(format!("cache-throughput-{n}")),
+        &dir.join(format!("weft-{n}.log")),
+    )?;
+    weft.start(runtime, "hello", &format!("file://{}", hello.display()), HOST)?;
+    Ok(weft)
+}
+
+/// Starts every server with its workload and waits until stdin is closed.
+fn hold(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    nats: &NatsServer,
+    dir: &Path,
+    hello: &Path,
+    cwasm: &Path,
+) -> anyhow::Result<()> {
+    let (plain, plain_addr) = spawn_plain(args, dir)?;
+    let (serve, serve_addr) = spawn_wasmtime_serve(args, cwasm, dir)?;
+    let mut wefts = Vec::new();
+    for (n, binary) in std::iter::once(&args.weft_host).chain(&args.variant).enumerate() {
+        wefts.push(spawn_weft_with_hello(runtime, binary, nats, dir, n, hello)?);
+    }
+    println!("plain hyper: http://{plain_addr}/ pid {}", plain.pid());
+    println!("wasmtime serve: http://{serve_addr}/ pid {}", serve.pid());
+    for (weft, binary) in wefts
+        .iter()
+        .zip(std::iter::once(&args.weft_host).chain(&args.variant))
+    {
+        println!(
+            "weft-host {}: http://{}/ (Host: {HOST}) admin http://{}/metrics pid {}",
+            binary.display(),
+            weft.http,
+            weft.admin,
+            weft.pid()
+        );
+    }
+    println!("close stdin (Ctrl-D) to stop");
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    Ok(())
+}
+
+/// The per-run numbers of one subject.
+struct Run {
+    wrk: wrk::Result,
+    /// Server CPU time per request, µs.
+    server_cpu_us: f64,
+    /// wrk CPU time per request, µs.
+    wrk_cpu_us: f64,
+    /// weft-host's instantiate and request-to-head (p50, p99), seconds.
+    histograms: Option<((f64, f64), (f64, f64))>,
+}
+
 fn throughput(
     args: &Args,
     runtime: &tokio::runtime::Runtime,
@@ -273,64 +378,97 @@ fn throughput(
 ) -> anyhow::Result<()> {
     let (plain, plain_addr) = spawn_plain(args, dir)?;
     let (serve, serve_addr) = spawn_wasmtime_serve(args, cwasm, dir)?;
-    let (weft, _) = WeftHost::spawn(
-        runtime,
-        &args.weft_host,
-        nats,
-        &dir.join("cache-throughput"),
-        &dir.join("weft.log"),
-    )?;
-    weft.start(runtime, "hello", &format!("file://{}", hello.display()), HOST)?;
-    for addr in [plain_addr, serve_addr, weft.http] {
-        wait_200(addr, Duration::from_secs(60))?;
+    let binaries: Vec<&PathBuf> = std::iter::once(&args.weft_host).chain(&args.variant).collect();
+    let mut wefts = Vec::new();
+    for (n, binary) in binaries.iter().enumerate() {
+        wefts.push(spawn_weft_with_hello(runtime, binary, nats, dir, n, hello)?);
     }
-    let servers = [
-        (Server::Plain, plain_addr),
-        (Server::Weft, weft.http),
-        (Server::WasmtimeServe, serve_addr),
-    ];
-    for (_, addr) in servers {
-        wrk::run(addr, HOST, 16, 2)?; // warm-up
+    let mut subjects = vec![Subject {
+        name: "plain hyper".into(),
+        kind: Kind::Plain,
+        addr: plain_addr,
+        pid: plain.pid(),
+        weft: None,
+    }];
+    for (n, weft) in wefts.iter().enumerate() {
+        subjects.push(Subject {
+            name: if n == 0 {
+                "weft-host".into()
+            } else {
+                format!(
+                    "weft-host variant `{}`",
+                    binaries[n].file_name().unwrap_or_default().to_string_lossy()
+                )
+            },
+            kind: Kind::Weft,
+            addr: weft.http,
+            pid: weft.pid(),
+            weft: Some(n),
+        });
+    }
+    subjects.push(Subject {
+        name: "wasmtime serve (tuned)".into(),
+        kind: Kind::WasmtimeServe,
+        addr: serve_addr,
+        pid: serve.pid(),
+        weft: None,
+    });
+    for subject in &subjects {
+        wait_200(subject.addr, Duration::from_secs(60))?;
+    }
+    for subject in &subjects {
+        wrk::run(subject.addr, HOST, 16, 2)?; // warm-up
     }
 
-    // (server, connections) → runs.
-    let mut results: BTreeMap<(Server, u32), Vec<wrk::Result>> = BTreeMap::new();
-    let mut instantiate: BTreeMap<u32, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut to_headers: BTreeMap<u32, Vec<(f64, f64)>> = BTreeMap::new();
+    // (subject index, connections) → runs.
+    let mut results: BTreeMap<(usize, u32), Vec<Run>> = BTreeMap::new();
     for rep in 0..args.reps {
         for &connections in &args.connections {
             // Rotate the order each repetition so no server always runs first.
-            for i in 0..servers.len() {
-                let (server, addr) = servers[(i + rep) % servers.len()];
-                let before = (server == Server::Weft).then(|| weft.metrics()).transpose()?;
-                let result = wrk::run(addr, HOST, connections, args.duration)?;
-                if let Some(before) = before {
-                    let after = weft.metrics()?;
-                    let inst =
-                        Histogram::delta(&before, &after, "weft_runtime_instantiate_duration_seconds")?;
-                    let head = Histogram::delta(&before, &after, "weft_runtime_request_duration_seconds")?;
-                    instantiate
-                        .entry(connections)
-                        .or_default()
-                        .push((inst.quantile(0.5), inst.quantile(0.99)));
-                    to_headers
-                        .entry(connections)
-                        .or_default()
-                        .push((head.quantile(0.5), head.quantile(0.99)));
-                }
+            for i in 0..subjects.len() {
+                let index = (i + rep) % subjects.len();
+                let subject = &subjects[index];
+                let weft = subject.weft.map(|n| &wefts[n]);
+                let before = weft.map(|w| w.metrics()).transpose()?;
+                let cpu_before = (cpu_seconds(subject.pid)?, children_cpu_seconds()?);
+                let result = wrk::run(subject.addr, HOST, connections, args.duration)?;
+                let cpu_after = (cpu_seconds(subject.pid)?, children_cpu_seconds()?);
+                let histograms = match (weft, before) {
+                    (Some(weft), Some(before)) => {
+                        let after = weft.metrics()?;
+                        let inst =
+                            Histogram::delta(&before, &after, "weft_runtime_instantiate_duration_seconds")?;
+                        let head =
+                            Histogram::delta(&before, &after, "weft_runtime_request_duration_seconds")?;
+                        Some((
+                            (inst.quantile(0.5), inst.quantile(0.99)),
+                            (head.quantile(0.5), head.quantile(0.99)),
+                        ))
+                    }
+                    _ => None,
+                };
+                let per_request = |s: f64| s * 1e6 / result.requests.max(1) as f64;
+                let run = Run {
+                    server_cpu_us: per_request(cpu_after.0 - cpu_before.0),
+                    wrk_cpu_us: per_request(cpu_after.1 - cpu_before.1),
+                    wrk: result,
+                    histograms,
+                };
                 eprintln!(
-                    "rep {rep} c={connections} {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}",
-                    server.name(),
-                    result.requests_per_sec,
-                    result.p50_us,
-                    result.p99_us,
-                    result.errors
+                    "rep {rep} c={connections} {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}, CPU/request: server {:.1} µs, wrk {:.1} µs",
+                    subject.name,
+                    run.wrk.requests_per_sec,
+                    run.wrk.p50_us,
+                    run.wrk.p99_us,
+                    run.wrk.errors,
+                    run.server_cpu_us,
+                    run.wrk_cpu_us,
                 );
-                results.entry((server, connections)).or_default().push(result);
+                results.entry((index, connections)).or_default().push(run);
             }
         }
     }
-    drop((plain, serve));
+    drop((plain, serve, wefts));
 
     println!(
         "## Throughput (wrk, {} s per run, median of {} interleaved runs)\n",
@@ -342,25 +480,30 @@ fn throughput(
         print!(" c={c} |");
     }
     println!("\n|---|{}", "---|".repeat(args.connections.len()));
-    let cell = |server: Server, c: u32| -> (f64, f64, f64) {
-        let runs = &results[&(server, c)];
-        (
-            median(runs.iter().map(|r| r.requests_per_sec)),
-            median(runs.iter().map(|r| r.p50_us)),
-            median(runs.iter().map(|r| r.p99_us)),
-        )
-    };
-    for server in [Server::Plain, Server::Weft, Server::WasmtimeServe] {
-        print!("| {} |", server.name());
+    let runs = |index: usize, c: u32| &results[&(index, c)];
+    let rps = |index: usize, c: u32| median(runs(index, c).iter().map(|r| r.wrk.requests_per_sec));
+    let plain_index = 0;
+    let serve_index = subjects.len() - 1;
+    for (index, subject) in subjects.iter().enumerate() {
+        print!("| {} |", subject.name);
         for &c in &args.connections {
-            let (rps, p50, p99) = cell(server, c);
-            let plain = cell(Server::Plain, c).0;
-            print!(" {rps:.0} ({:.2}) {p50:.0} / {p99:.0} |", rps / plain);
+            let r = runs(index, c);
+            print!(
+                " {:.0} ({:.2}) {:.0} / {:.0} |",
+                rps(index, c),
+                rps(index, c) / rps(plain_index, c),
+                median(r.iter().map(|r| r.wrk.p50_us)),
+                median(r.iter().map(|r| r.wrk.p99_us)),
+            );
         }
         println!();
     }
     println!(
-        "\n| ratio | {} |",
+        "\nRatios of the medians; in parentheses the median and the range of the ratios within each \
+         repetition (the two servers ran back to back, so these cancel most of the machine's drift).\n"
+    );
+    println!(
+        "| ratio | {} |",
         args.connections
             .iter()
             .map(|c| format!("c={c}"))
@@ -368,41 +511,78 @@ fn throughput(
             .join(" | ")
     );
     println!("|---|{}", "---|".repeat(args.connections.len()));
-    let ratio_row = |name: &str, a: Server, b: Server| {
+    // Ratio of the medians, then the median and range of the per-repetition ratios: the two servers of
+    // one repetition ran minutes apart at most, so those ratios cancel most of the machine's drift.
+    let ratio_row = |name: &str, a: usize, b: usize| {
         let cells: Vec<String> = args
             .connections
             .iter()
-            .map(|&c| format!("{:.2}×", cell(a, c).0 / cell(b, c).0))
+            .map(|&c| {
+                let paired: Vec<f64> = runs(a, c)
+                    .iter()
+                    .zip(runs(b, c))
+                    .map(|(x, y)| x.wrk.requests_per_sec / y.wrk.requests_per_sec)
+                    .collect();
+                let (low, high) = paired
+                    .iter()
+                    .fold((f64::INFINITY, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+                format!(
+                    "{:.2}× (per rep {:.2}×, {low:.2}–{high:.2})",
+                    rps(a, c) / rps(b, c),
+                    median(paired.iter().copied())
+                )
+            })
             .collect();
         println!("| {name} | {} |", cells.join(" | "));
     };
-    ratio_row(
-        "weft-host / tuned wasmtime serve",
-        Server::Weft,
-        Server::WasmtimeServe,
-    );
-    ratio_row("weft-host / plain hyper", Server::Weft, Server::Plain);
-    ratio_row(
-        "tuned wasmtime serve / plain hyper",
-        Server::WasmtimeServe,
-        Server::Plain,
-    );
-    let errors: u64 = results.values().flatten().map(|r| r.errors).sum();
+    for (index, subject) in subjects.iter().enumerate().filter(|(_, s)| s.kind == Kind::Weft) {
+        ratio_row(
+            &format!("{} / tuned wasmtime serve", subject.name),
+            index,
+            serve_index,
+        );
+        ratio_row(&format!("{} / plain hyper", subject.name), index, plain_index);
+    }
+    ratio_row("tuned wasmtime serve / plain hyper", serve_index, plain_index);
+    let errors: u64 = results.values().flatten().map(|r| r.wrk.errors).sum();
     println!("\nwrk socket errors and non-2xx responses over all runs: {errors}\n");
 
-    println!("weft-host's own histograms (`weft_runtime_*`, median over runs of each run's quantile):\n");
-    println!("| connections | instantiate p50 / p99 (µs) | request to response head p50 / p99 (µs) |");
-    println!("|---|---|---|");
-    for &c in &args.connections {
-        let i = &instantiate[&c];
-        let h = &to_headers[&c];
-        println!(
-            "| {c} | {:.1} / {:.1} | {:.1} / {:.1} |",
-            median(i.iter().map(|x| x.0 * 1e6)),
-            median(i.iter().map(|x| x.1 * 1e6)),
-            median(h.iter().map(|x| x.0 * 1e6)),
-            median(h.iter().map(|x| x.1 * 1e6)),
-        );
+    println!("CPU time per request in µs (median over runs; user + system, from `/proc`): server / wrk.\n");
+    print!("| server |");
+    for c in &args.connections {
+        print!(" c={c} |");
+    }
+    println!("\n|---|{}", "---|".repeat(args.connections.len()));
+    for (index, subject) in subjects.iter().enumerate() {
+        print!("| {} |", subject.name);
+        for &c in &args.connections {
+            let r = runs(index, c);
+            print!(
+                " {:.1} / {:.1} |",
+                median(r.iter().map(|r| r.server_cpu_us)),
+                median(r.iter().map(|r| r.wrk_cpu_us)),
+            );
+        }
+        println!();
+    }
+
+    println!("\nweft-host's own histograms (`weft_runtime_*`, median over runs of each run's quantile):\n");
+    println!(
+        "| server | connections | instantiate p50 / p99 (µs) | request to response head p50 / p99 (µs) |"
+    );
+    println!("|---|---|---|---|");
+    for (index, subject) in subjects.iter().enumerate().filter(|(_, s)| s.kind == Kind::Weft) {
+        for &c in &args.connections {
+            let h: Vec<_> = runs(index, c).iter().filter_map(|r| r.histograms).collect();
+            println!(
+                "| {} | {c} | {:.1} / {:.1} | {:.1} / {:.1} |",
+                subject.name,
+                median(h.iter().map(|x| x.0.0 * 1e6)),
+                median(h.iter().map(|x| x.0.1 * 1e6)),
+                median(h.iter().map(|x| x.1.0 * 1e6)),
+                median(h.iter().map(|x| x.1.1 * 1e6)),
+            );
+        }
     }
     println!();
     Ok(())

@@ -8,6 +8,8 @@ use anyhow::Context;
 /// One wrk run's numbers.
 #[derive(Debug, Clone)]
 pub struct Result {
+    /// Requests completed in the run.
+    pub requests: u64,
     pub requests_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -54,6 +56,13 @@ fn parse(text: &str) -> anyhow::Result<Result> {
             .with_context(|| format!("no {p} line"))?;
         duration_us(line.split_whitespace().nth(1).context("no value")?)
     };
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .context("no request count")?
+        .0
+        .trim()
+        .parse()?;
     let mut errors = 0;
     for line in text.lines() {
         let line = line.trim();
@@ -69,6 +78,7 @@ fn parse(text: &str) -> anyhow::Result<Result> {
         }
     }
     Ok(Result {
+        requests,
         requests_per_sec: rps,
         p50_us: percentile("50%")?,
         p99_us: percentile("99%")?,
@@ -97,6 +107,7 @@ mod tests {
     fn parses_wrk_output() {
         let text = "Running 8s test @ http://127.0.0.1:1/\n  2 threads and 16 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   278.00us  1.2ms   20.00ms   95.00%\n  Latency Distribution\n     50%  278.00us\n     75%  400.00us\n     90%  700.00us\n     99%    1.86ms\n  388752 requests in 8.00s, 30.00MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 4\nRequests/sec:  48594.00\nTransfer/sec:      3.75MB\n";
         let r = parse(text).unwrap();
+        assert_eq!(r.requests, 388752);
         assert_eq!(r.requests_per_sec, 48594.0);
         assert_eq!(r.p50_us, 278.0);
         assert_eq!(r.p99_us, 1860.0);

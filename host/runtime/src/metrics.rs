@@ -9,6 +9,8 @@
 //! Names carry their full `weft_runtime_` prefix, so register into a registry without a prefix of its
 //! own (or accept the prefix being doubled). All handles are cheap clones of shared counters.
 
+mod sharded_histogram;
+
 use std::fmt::Write as _;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -17,6 +19,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+pub use self::sharded_histogram::ShardedHistogram;
 
 /// How a request served by a backend ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +82,25 @@ macro_rules! label_values {
     };
 }
 
+impl RequestOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [RequestOutcome; 8] = [
+        RequestOutcome::Ok,
+        RequestOutcome::Trap,
+        RequestOutcome::Deadline,
+        RequestOutcome::MemoryLimit,
+        RequestOutcome::Overloaded,
+        RequestOutcome::Stopping,
+        RequestOutcome::BodyTooLarge,
+        RequestOutcome::InstantiateError,
+    ];
+
+    /// The position of this outcome in [`RequestOutcome::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 label_values!(RequestOutcome {
     Ok => "ok",
     Trap => "trap",
@@ -125,11 +148,13 @@ struct FetchLabels {
 /// The runtime's metrics. `Default` gives an unregistered set (for tests and tools).
 #[derive(Debug, Clone)]
 pub struct RuntimeMetrics {
-    instantiate_duration: Histogram,
-    request_duration: Histogram,
+    instantiate_duration: ShardedHistogram,
+    request_duration: ShardedHistogram,
     active_instances: Gauge,
     workloads: Gauge,
     request_outcomes: Family<OutcomeLabels, Counter>,
+    /// The series of `request_outcomes`, resolved once (indexed by [`RequestOutcome::index`]).
+    outcome_counters: [Counter; RequestOutcome::ALL.len()],
     fetch_duration: Histogram,
     fetches: Family<FetchLabels, Counter>,
     compile_duration: Histogram,
@@ -157,12 +182,16 @@ fn slow_buckets() -> Vec<f64> {
 
 impl Default for RuntimeMetrics {
     fn default() -> Self {
+        let request_outcomes = Family::<OutcomeLabels, Counter>::default();
+        let outcome_counters = RequestOutcome::ALL
+            .map(|outcome| request_outcomes.get_or_create(&OutcomeLabels { outcome }).clone());
         Self {
-            instantiate_duration: Histogram::new(request_buckets()),
-            request_duration: Histogram::new(request_buckets()),
+            instantiate_duration: ShardedHistogram::new(request_buckets()),
+            request_duration: ShardedHistogram::new(request_buckets()),
             active_instances: Gauge::default(),
             workloads: Gauge::default(),
-            request_outcomes: Family::default(),
+            request_outcomes,
+            outcome_counters,
             fetch_duration: Histogram::new(slow_buckets()),
             fetches: Family::default(),
             compile_duration: Histogram::new(slow_buckets()),
@@ -250,9 +279,7 @@ impl RuntimeMetrics {
     }
 
     pub(crate) fn count_outcome(&self, outcome: RequestOutcome) {
-        self.request_outcomes
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        self.outcome_counters[outcome.index()].inc();
     }
 
     pub(crate) fn observe_fetch(&self, result: FetchResult, seconds: Option<f64>) {
@@ -281,9 +308,7 @@ impl RuntimeMetrics {
 
     /// Requests that ended with `outcome` so far.
     pub fn outcome_count(&self, outcome: RequestOutcome) -> u64 {
-        self.request_outcomes
-            .get_or_create(&OutcomeLabels { outcome })
-            .get()
+        self.outcome_counters[outcome.index()].get()
     }
 
     /// Compiled-component lookups that ended in `result` so far.
@@ -333,6 +358,15 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.outcome_count(RequestOutcome::Deadline), 1);
+        assert_eq!(m.outcome_count(RequestOutcome::Trap), 0);
+        // Every outcome has its series from the start (zero until counted).
+        assert!(
+            text.contains("weft_runtime_requests_total{outcome=\"instantiate_error\"} 0"),
+            "{text}"
+        );
+        for (i, outcome) in RequestOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome.index(), i);
+        }
         assert_eq!(m.compile_cache_count(CompileCacheResult::Disk), 1);
     }
 }

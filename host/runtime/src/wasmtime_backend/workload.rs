@@ -272,47 +272,41 @@ impl Inner {
             let this = self.clone();
             Box::pin(async move {
                 let end = this
-                    .call(store, incoming, outparam, (permit, instance_permit))
+                    .call(store, incoming, outparam, (permit, instance_permit), started)
                     .await;
                 this.count(&end);
                 end
             })
         };
+        // Only the guest sets the response, and the guest runs only inside `call`'s polls, so the head
+        // is looked for after each poll instead of registering this task's waker on `rx`: a waker
+        // fired by the guest from inside this very poll would reschedule the task for a spurious poll
+        // and wake another worker thread to steal it — on every request.
         let mut rx = rx;
         let first = std::future::poll_fn(|cx| {
-            if let Poll::Ready(head) = Pin::new(&mut rx).poll(cx) {
-                return Poll::Ready(Ok(head));
+            let polled = call.as_mut().poll(cx);
+            match (rx.try_recv(), polled) {
+                (Ok(head), Poll::Ready(end)) => Poll::Ready(Head::Set(head, Some(end))),
+                (Ok(head), Poll::Pending) => Poll::Ready(Head::Set(head, None)),
+                (Err(_), Poll::Ready(end)) => Poll::Ready(Head::Missing(end)),
+                (Err(_), Poll::Pending) => Poll::Pending,
             }
-            call.as_mut().poll(cx).map(Err)
         })
         .await;
-        let response = match first {
-            // The head is ready; the guest keeps producing the body as the body is polled.
-            Ok(Ok(Ok(response))) => Ok((response, Some(call))),
-            Ok(Ok(Err(code))) => Err(code),
-            // The guest dropped the response without setting it: find out why.
-            Ok(Err(_)) => {
-                let end = call.await;
-                metrics.observe_request(started.elapsed().as_secs_f64());
-                return self.error_response(end);
-            }
-            // The guest finished; it may have set the response just before.
-            Err(end) => match rx.try_recv() {
-                Ok(Ok(response)) => Ok((response, None)),
-                Ok(Err(code)) => Err(code),
-                Err(_) => {
-                    metrics.observe_request(started.elapsed().as_secs_f64());
-                    return self.error_response(end);
-                }
-            },
-        };
         metrics.observe_request(started.elapsed().as_secs_f64());
-        match response {
-            Ok((response, call)) => response.map(|inner| DrivingBody { inner, call }.boxed_unsync()),
-            Err(code) => body::text_response(
+        match first {
+            // The head is ready; unless the guest already finished, it keeps producing the body as the
+            // body is polled.
+            Head::Set(Ok(response), finished) => {
+                let call = if finished.is_some() { None } else { Some(call) };
+                response.map(|inner| DrivingBody { inner, call }.boxed_unsync())
+            }
+            Head::Set(Err(code), _) => body::text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("component failed: {}", error_code(&code)),
             ),
+            // The guest finished without setting the response: say why.
+            Head::Missing(end) => self.error_response(end),
         }
     }
 
@@ -370,6 +364,7 @@ impl Inner {
         incoming: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
         outparam: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
         _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+        started: Instant,
     ) -> CallEnd {
         let metrics = &self.shared.metrics;
         metrics.active_instances().inc();
@@ -390,15 +385,20 @@ impl Inner {
                 .await
                 .map_err(|e| (false, e))
         };
-        let limited = tokio::time::timeout(self.parts.wall_time_limit, run);
-        let result = tokio::select! {
-            result = limited => result,
-            () = self.cancel.cancelled() => return CallEnd::Cancelled,
+        let result = {
+            let run = std::pin::pin!(run);
+            // `run` first: a call that completes in its first poll (the common case) never registers
+            // with the cancellation token.
+            tokio::select! {
+                biased;
+                result = WallClockLimit::new(run, started + self.parts.wall_time_limit) => result,
+                () = self.cancel.cancelled() => return CallEnd::Cancelled,
+            }
         };
         match result {
-            Err(_elapsed) => CallEnd::Deadline,
-            Ok(Ok(())) => CallEnd::Ok,
-            Ok(Err((instantiating, err))) => {
+            None => CallEnd::Deadline,
+            Some(Ok(())) => CallEnd::Ok,
+            Some(Err((instantiating, err))) => {
                 if store.data().limits.hit {
                     CallEnd::MemoryLimit(format!("{err:#}"))
                 } else if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
@@ -467,6 +467,55 @@ impl Inner {
 /// The guest call of one request.
 type CallFuture = Pin<Box<dyn Future<Output = CallEnd> + Send>>;
 
+/// What the first phase of a request (until the guest sets the response head) produced.
+enum Head {
+    /// The guest set the response (or an error code); with how the call ended if it already did.
+    Set(
+        Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>,
+        Option<CallEnd>,
+    ),
+    /// The call ended without setting the response.
+    Missing(CallEnd),
+}
+
+/// Runs `future` until `deadline` at the latest (`None` when the deadline passed first). The timer is
+/// armed only if the future does not complete in its first poll, so a request whose guest answers
+/// without waiting (the common case) never touches the timer wheel.
+struct WallClockLimit<F> {
+    future: F,
+    deadline: Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future + Unpin> WallClockLimit<F> {
+    fn new(future: F, deadline: Instant) -> Self {
+        Self {
+            future,
+            deadline,
+            timer: None,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for WallClockLimit<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(output) = Pin::new(&mut this.future).poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let deadline = tokio::time::Instant::from_std(this.deadline);
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// A response body that drives the guest call producing it: each poll first lets the guest run, then
 /// takes what it wrote. If the body is finished or dropped while the guest is still running, the rest
 /// of the call moves to its own task (it stays bounded by the request's limits).
@@ -498,7 +547,18 @@ impl hyper::body::Body for DrivingBody {
         {
             self.call = None;
         }
-        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        let frame = if self.call.is_some() {
+            // While the call is driven from here, the guest (the body's only writer) runs only inside
+            // the poll above, which registered this task's waker for whatever the guest waits on. So
+            // look for a frame without registering it on the body too: a frame written during our own
+            // poll would otherwise wake this task for a spurious poll (and another worker to steal it).
+            match Pin::new(&mut self.inner).poll_frame(&mut Context::from_waker(std::task::Waker::noop())) {
+                Poll::Pending => return Poll::Pending,
+                ready => ready,
+            }
+        } else {
+            Pin::new(&mut self.inner).poll_frame(cx)
+        };
         if let Poll::Ready(None) = frame {
             self.detach();
         }
@@ -555,4 +615,42 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wall_clock_limit_arms_no_timer_for_a_ready_future() {
+        let mut limited =
+            WallClockLimit::new(std::future::ready(7), Instant::now() + Duration::from_secs(60));
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut limited).poll(cx))).await;
+        assert_eq!(polled, Poll::Ready(Some(7)));
+        assert!(
+            limited.timer.is_none(),
+            "a future ready at once must not touch the timer wheel"
+        );
+    }
+
+    #[tokio::test]
+    async fn wall_clock_limit_cuts_off_a_pending_future_at_its_deadline() {
+        let past = Instant::now() - Duration::from_millis(1);
+        let limited = WallClockLimit::new(std::future::pending::<()>(), past);
+        assert_eq!(limited.await, None);
+    }
+
+    #[tokio::test]
+    async fn wall_clock_limit_passes_through_a_future_that_completes_later() {
+        let (tx, rx) = oneshot::channel();
+        let mut limited = WallClockLimit::new(rx, Instant::now() + Duration::from_secs(60));
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut limited).poll(cx))).await;
+        assert!(first.is_pending());
+        assert!(
+            limited.timer.is_some(),
+            "a pending future is bounded by the timer"
+        );
+        tx.send(3).unwrap();
+        assert_eq!(limited.await, Some(Ok(3)));
+    }
 }
