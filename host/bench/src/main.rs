@@ -323,6 +323,45 @@ fn spawn_weft_with_hello(
     Ok(weft)
 }
 
+/// The servers measured side by side: plain hyper, tuned `wasmtime serve`, and every weft-host build.
+struct Servers {
+    plain: Supervised,
+    plain_addr: SocketAddr,
+    serve: Supervised,
+    serve_addr: SocketAddr,
+    /// One per [`weft_binaries`], in that order.
+    wefts: Vec<WeftHost>,
+}
+
+/// `--weft-host` followed by every `--variant`.
+fn weft_binaries(args: &Args) -> impl Iterator<Item = &PathBuf> {
+    std::iter::once(&args.weft_host).chain(&args.variant)
+}
+
+/// Starts plain hyper, `wasmtime serve` and every weft-host build with the hello workload.
+fn spawn_servers(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    nats: &NatsServer,
+    dir: &Path,
+    hello: &Path,
+    cwasm: &Path,
+) -> anyhow::Result<Servers> {
+    let (plain, plain_addr) = spawn_plain(args, dir)?;
+    let (serve, serve_addr) = spawn_wasmtime_serve(args, cwasm, dir)?;
+    let wefts = weft_binaries(args)
+        .enumerate()
+        .map(|(n, binary)| spawn_weft_with_hello(runtime, binary, nats, dir, n, hello))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Servers {
+        plain,
+        plain_addr,
+        serve,
+        serve_addr,
+        wefts,
+    })
+}
+
 /// Starts every server with its workload and waits until stdin is closed.
 fn hold(
     args: &Args,
@@ -332,18 +371,16 @@ fn hold(
     hello: &Path,
     cwasm: &Path,
 ) -> anyhow::Result<()> {
-    let (plain, plain_addr) = spawn_plain(args, dir)?;
-    let (serve, serve_addr) = spawn_wasmtime_serve(args, cwasm, dir)?;
-    let mut wefts = Vec::new();
-    for (n, binary) in std::iter::once(&args.weft_host).chain(&args.variant).enumerate() {
-        wefts.push(spawn_weft_with_hello(runtime, binary, nats, dir, n, hello)?);
-    }
+    let Servers {
+        plain,
+        plain_addr,
+        serve,
+        serve_addr,
+        wefts,
+    } = spawn_servers(args, runtime, nats, dir, hello, cwasm)?;
     println!("plain hyper: http://{plain_addr}/ pid {}", plain.pid());
     println!("wasmtime serve: http://{serve_addr}/ pid {}", serve.pid());
-    for (weft, binary) in wefts
-        .iter()
-        .zip(std::iter::once(&args.weft_host).chain(&args.variant))
-    {
+    for (weft, binary) in wefts.iter().zip(weft_binaries(args)) {
         println!(
             "weft-host {}: http://{}/ (Host: {HOST}) admin http://{}/metrics pid {}",
             binary.display(),
@@ -376,13 +413,14 @@ fn throughput(
     hello: &Path,
     cwasm: &Path,
 ) -> anyhow::Result<()> {
-    let (plain, plain_addr) = spawn_plain(args, dir)?;
-    let (serve, serve_addr) = spawn_wasmtime_serve(args, cwasm, dir)?;
-    let binaries: Vec<&PathBuf> = std::iter::once(&args.weft_host).chain(&args.variant).collect();
-    let mut wefts = Vec::new();
-    for (n, binary) in binaries.iter().enumerate() {
-        wefts.push(spawn_weft_with_hello(runtime, binary, nats, dir, n, hello)?);
-    }
+    let Servers {
+        plain,
+        plain_addr,
+        serve,
+        serve_addr,
+        wefts,
+    } = spawn_servers(args, runtime, nats, dir, hello, cwasm)?;
+    let binaries: Vec<&PathBuf> = weft_binaries(args).collect();
     let mut subjects = vec![Subject {
         name: "plain hyper".into(),
         kind: Kind::Plain,
