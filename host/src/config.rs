@@ -47,6 +47,14 @@ pub struct Args {
     #[arg(long, env = "WEFT_NATS_TLS_FIRST")]
     pub nats_tls_first: bool,
 
+    /// NATS `.creds` file (user JWT and NKey seed) for servers in operator/JWT mode.
+    #[arg(long, env = "WEFT_NATS_CREDS", conflicts_with = "nats_nkey")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// File holding an NKey user seed (`SU…`) for servers with NKey users.
+    #[arg(long, env = "WEFT_NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+
     /// Address of the HTTP ingress.
     #[arg(long, env = "WEFT_HTTP_ADDR", default_value = "0.0.0.0:9191")]
     pub http_addr: SocketAddr,
@@ -55,8 +63,11 @@ pub struct Args {
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9192")]
     pub admin_addr: SocketAddr,
 
-    /// Interval between published heartbeats (the first is sent at start-up).
-    #[arg(long, env = "WEFT_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    /// Interval between published heartbeats (the first is sent at start-up). It is advertised in the
+    /// `weft.dev/heartbeat-interval` label, so the Weft operator knows when a heartbeat is overdue; 1 s
+    /// lets it notice a dead host within seconds. wasmCloud hosts send one every 15 s; under
+    /// wasmCloud's operator (which writes the Host on every heartbeat) use 15s.
+    #[arg(long, env = "WEFT_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 
     /// Extra label advertised in heartbeats, `key=value` (repeatable).
@@ -141,6 +152,18 @@ pub enum LogFormat {
 }
 
 impl Args {
+    /// The NATS TLS and credential settings.
+    pub fn nats_security(&self) -> weft_host_api::NatsSecurity {
+        weft_host_api::NatsSecurity {
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            tls_first: self.nats_tls_first,
+            creds: self.nats_creds.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+        }
+    }
+
     /// The Wasmtime backend's settings from these flags (everything else keeps its default).
     pub fn wasmtime_config(&self) -> weft_runtime::WasmtimeConfig {
         weft_runtime::WasmtimeConfig {

@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use weft_host_api::Timestamp;
+use weft_host_api::{Timestamp, subjects};
 use weft_runtime::RuntimeBackend;
 
 use crate::admin::{Admin, Readiness};
@@ -78,6 +78,10 @@ pub async fn run(
     let hostname = args.host_name.clone().unwrap_or_else(machine_hostname);
     let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
     labels.insert("hostgroup".to_string(), args.host_group.clone());
+    labels.insert(
+        subjects::HEARTBEAT_INTERVAL_LABEL.to_string(),
+        subjects::heartbeat_interval_label(args.heartbeat_interval),
+    );
     let info = HostInfo {
         identity: identity.clone(),
         hostname,

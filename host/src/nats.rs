@@ -24,10 +24,11 @@ pub struct ConnectionEvents {
     pub reconnected: Arc<Notify>,
 }
 
-/// Connects to the control-plane NATS like wasmCloud's operator does (reconnect forever with jitter;
-/// the initial connection is made, and retried, in the background, so this returns at once). The
-/// [`ConnectionEvents`] let the first heartbeat go out the moment the connection is up, and the host
-/// announce itself at once when it comes back after a loss.
+/// Connects to the control-plane NATS like wasmCloud's operator does (reconnect forever with jitter),
+/// with the TLS and credentials of the flags. Rejected credentials or a TLS failure end the start with
+/// a clear error; a server that is not reachable yet is retried in the background, so this returns at
+/// once. The [`ConnectionEvents`] let the first heartbeat go out the moment the connection is up, and
+/// the host announce itself at once when it comes back after a loss.
 pub async fn connect(args: &Args, name: &str) -> anyhow::Result<(async_nats::Client, ConnectionEvents)> {
     let lost = Arc::new(AtomicBool::new(false));
     let (connected_tx, connected_rx) = watch::channel(false);
@@ -37,43 +38,40 @@ pub async fn connect(args: &Args, name: &str) -> anyhow::Result<(async_nats::Cli
         connected: connected_rx,
         reconnected: reconnected.clone(),
     };
-    let mut options = weft_host_api::control_plane_connect_options(name).event_callback(move |event| {
+    let build = || {
         let (connected, reconnected, lost) = (connected.clone(), reconnected.clone(), lost.clone());
-        async move {
-            weft_host_api::log_connection_event(&event);
-            match event {
-                async_nats::Event::Disconnected => {
-                    connected.send_replace(false);
-                    lost.store(true, Ordering::Relaxed);
-                }
-                async_nats::Event::Connected => {
-                    connected.send_replace(true);
-                    if lost.swap(false, Ordering::Relaxed) {
-                        reconnected.notify_one();
+        weft_host_api::control_plane_connect_options(name).event_callback(move |event| {
+            let (connected, reconnected, lost) = (connected.clone(), reconnected.clone(), lost.clone());
+            async move {
+                weft_host_api::log_connection_event(&event);
+                match event {
+                    async_nats::Event::Disconnected => {
+                        connected.send_replace(false);
+                        lost.store(true, Ordering::Relaxed);
                     }
+                    async_nats::Event::Connected => {
+                        connected.send_replace(true);
+                        if lost.swap(false, Ordering::Relaxed) {
+                            reconnected.notify_one();
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-    });
-    if let Some(ca) = &args.nats_tls_ca {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
+        })
+    };
+    let client = weft_host_api::connect::connect(
+        &args.scheduler_nats_url,
+        &args.nats_security(),
+        build,
+        Duration::from_secs(5),
+    )
+    .await?;
+    // A direct first connection emits no `Connected` event.
+    if client.connection_state() == async_nats::connection::State::Connected {
+        connected.send_replace(true);
     }
-    if let (Some(cert), Some(key)) = (&args.nats_tls_cert, &args.nats_tls_key) {
-        options = options
-            .add_client_certificate(cert.clone(), key.clone())
-            .require_tls(true);
-    }
-    if args.nats_tls_first {
-        options = options.tls_first();
-    }
-    let servers: Vec<async_nats::ServerAddr> = args
-        .scheduler_nats_url
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("invalid --scheduler-nats-url {:?}: {e}", args.scheduler_nats_url))?;
-    Ok((options.connect(servers).await?, events))
+    Ok((client, events))
 }
 
 /// How soon a heartbeat that could not be published is retried.

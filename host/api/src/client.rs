@@ -409,15 +409,14 @@ impl Stream for HeartbeatSubscription {
 
 /// NATS connection options for control-plane peers, like wasmCloud's operator: ping every minute,
 /// 5 s connect timeout, reconnect forever (the first retry immediately, then every second plus
-/// 100 ms–1 s of jitter), retry the initial connection in the background, and connection events
-/// logged with `tracing`.
+/// 100 ms–1 s of jitter), and connection events logged with `tracing`. [`crate::connect::connect`]
+/// makes one direct first attempt with them, then retries the initial connection in the background.
 pub fn control_plane_connect_options(name: &str) -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
         .name(name)
         .ping_interval(Duration::from_secs(60))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
-        .retry_on_initial_connect()
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(|event| async move { log_connection_event(&event) })
 }

@@ -15,6 +15,7 @@
 //! This crate has no Kubernetes dependency: the host and the operator both use it.
 
 mod client;
+pub mod connect;
 mod messages;
 mod proto_json;
 pub mod subjects;
@@ -25,6 +26,7 @@ pub use client::{
     SyncError, Timeouts, control_plane_connect_options, log_connection_event, parse_heartbeat,
     payload_snippet, reconnect_delay, server_round_trip,
 };
+pub use connect::{ConnectError, NatsSecurity};
 pub use messages::{
     Component, Empty, EmptyDirVolume, HostHeartbeat, HostHeartbeatRequest, HostPathVolume, ImagePullPolicy,
     ImagePullSecret, LocalResources, Service, StringMap, Volume, VolumeMount, VolumeType, WitInterface,

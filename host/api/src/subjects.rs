@@ -12,6 +12,25 @@ pub const HEARTBEAT_WILDCARD: &str = "runtime.operator.heartbeat.>";
 /// The interval at which hosts publish heartbeats unless configured otherwise.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 
+/// Heartbeat label in which a Weft host advertises its heartbeat interval in milliseconds (e.g.
+/// `1000ms`), so the operator knows when a heartbeat is overdue before it has seen two of them.
+pub const HEARTBEAT_INTERVAL_LABEL: &str = "weft.dev/heartbeat-interval";
+
+/// The value of [`HEARTBEAT_INTERVAL_LABEL`] for `interval` (a valid label value).
+pub fn heartbeat_interval_label(interval: Duration) -> String {
+    format!("{}ms", interval.as_millis())
+}
+
+/// Reads a [`HEARTBEAT_INTERVAL_LABEL`] value (`<n>ms` or `<n>s`); `None` for anything else or zero.
+pub fn parse_heartbeat_interval_label(value: &str) -> Option<Duration> {
+    let d = if let Some(ms) = value.strip_suffix("ms") {
+        Duration::from_millis(ms.parse().ok()?)
+    } else {
+        Duration::from_secs(value.strip_suffix('s')?.parse().ok()?)
+    };
+    (!d.is_zero()).then_some(d)
+}
+
 /// How long the operator waits for a `heartbeat` reply.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the operator waits for a `workload.start` reply (it includes the image pull).
@@ -155,6 +174,23 @@ mod tests {
         assert_eq!(heartbeat_host_id("runtime.operator.heartbeat."), None);
         assert_eq!(heartbeat_host_id("runtime.operator.heartbeat.a.b"), None);
         assert_eq!(heartbeat_host_id("runtime.host.abc.heartbeat"), None);
+    }
+
+    #[test]
+    fn heartbeat_interval_labels_round_trip() {
+        let v = heartbeat_interval_label(Duration::from_millis(1500));
+        assert_eq!(v, "1500ms");
+        assert_eq!(
+            parse_heartbeat_interval_label(&v),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_heartbeat_interval_label("15s"),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(parse_heartbeat_interval_label("0ms"), None);
+        assert_eq!(parse_heartbeat_interval_label("fast"), None);
+        assert_eq!(parse_heartbeat_interval_label("-1s"), None);
     }
 
     #[test]
