@@ -6,11 +6,16 @@
 
 use std::sync::Arc;
 
-use weft_crds::Host;
+use weft_crds::{Host, Workload};
 use weft_framework::events::EventRecorder;
 use weft_framework::{InformerOptions, Manager, predicate};
 
+pub mod bus;
+pub mod host;
 pub mod pod_finalizer;
+
+pub use bus::{Bus, BusSettings};
+pub use host::HostSettings;
 
 /// What the controllers need to know about the installation.
 #[derive(Debug, Clone)]
@@ -23,6 +28,10 @@ pub struct Settings {
     pub pod_finalizer_workers: usize,
     /// This replica's identity (for Events).
     pub instance: Option<String>,
+    /// The Host controller's settings.
+    pub hosts: HostSettings,
+    /// Parallel reconciles of the Host controller.
+    pub host_workers: usize,
 }
 
 impl Settings {
@@ -41,9 +50,52 @@ impl Settings {
     }
 }
 
-/// Registers every controller.
-pub fn add_all(mgr: &mut Manager, settings: &Settings) -> Result<(), weft_framework::Error> {
-    add_pod_finalizer(mgr, settings)
+/// Registers every controller; `bus` is the connected NATS control plane.
+pub fn add_all(mgr: &mut Manager, settings: &Settings, bus: &Bus) -> Result<(), weft_framework::Error> {
+    add_pod_finalizer(mgr, settings)?;
+    add_host_controller(mgr, settings, bus)
+}
+
+/// The shared Workload informer (all namespaces), with its indexes.
+pub fn workload_informer(mgr: &Manager) -> Result<weft_framework::Informer<Workload>, weft_framework::Error> {
+    let workloads = mgr.informer::<Workload>(InformerOptions::all())?;
+    workloads
+        .cache()
+        .add_index(host::WORKLOAD_HOST_INDEX, Arc::new(host::workload_host_index));
+    Ok(workloads)
+}
+
+/// Registers the Host controller (leader only) and the heartbeat listener (every replica) on the shared
+/// Host and Workload informers.
+pub fn add_host_controller(
+    mgr: &mut Manager,
+    settings: &Settings,
+    bus: &Bus,
+) -> Result<(), weft_framework::Error> {
+    let hosts = host_informer(mgr, settings)?;
+    let workloads = workload_informer(mgr)?;
+    let metrics = {
+        let registry = mgr.metrics().registry();
+        let mut registry = registry.write().expect("metrics registry lock");
+        host::HostMetrics::register(&mut registry)
+    };
+    let monitor = host::HostMonitor::new(
+        bus.clone(),
+        settings.hosts.clone(),
+        metrics,
+        hosts.cache(),
+        settings.operator_namespace.clone(),
+    );
+    let recorder = EventRecorder::new(mgr.client(), host::NAME, settings.instance.clone());
+    let reconciler = host::HostReconciler::new(mgr.client(), monitor.clone(), workloads.cache(), recorder);
+    let controller = mgr
+        .controller(host::NAME, &hosts)
+        .concurrency(settings.host_workers)
+        .build(reconciler);
+    monitor.set_queue(controller.queue());
+    mgr.add(controller);
+    mgr.add(host::HeartbeatListener::new(monitor));
+    Ok(())
 }
 
 /// The shared Host informer (operator namespace only), with its indexes.
@@ -95,6 +147,8 @@ mod tests {
             host_namespaces: vec!["b".into(), "a".into(), "weft-system".into(), String::new()],
             pod_finalizer_workers: 1,
             instance: None,
+            hosts: HostSettings::default(),
+            host_workers: 1,
         };
         assert_eq!(s.all_host_namespaces(), vec!["a", "b", "weft-system"]);
     }

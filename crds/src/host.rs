@@ -45,6 +45,31 @@ heartbeats. Its fields sit at the root of the object: a Host has no spec.";
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
+    printcolumn(name = "HOSTNAME", type_ = "string", json_path = ".hostname", priority = "1"),
+    printcolumn(
+        name = "WORKLOADS",
+        type_ = "integer",
+        json_path = ".status.workloadCount",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "CPU",
+        type_ = "string",
+        json_path = ".status.systemCPUUsage",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "MEMORYFREE",
+        type_ = "integer",
+        json_path = ".status.systemMemoryFree",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "REASON",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        priority = "1"
+    ),
     printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -126,15 +126,26 @@ fn only_workload_deployment_has_the_scale_subresource() {
 
 #[test]
 fn printer_columns_match_wasmcloud() {
+    // The default columns are wasmCloud's; Weft's additions only show with `-o wide` (priority 1).
     let columns = |kind: &str| -> Vec<(String, String, String)> {
         crd(kind).spec.versions[0]
             .additional_printer_columns
             .clone()
             .unwrap_or_default()
             .into_iter()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
             .map(|c| (c.name, c.type_, c.json_path))
             .collect()
     };
+    let wide: Vec<String> = crd("Host").spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.priority == Some(1))
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(wide, ["HOSTNAME", "WORKLOADS", "CPU", "MEMORYFREE", "REASON"]);
     let column = |name: &str, type_: &str, path: &str| (name.to_owned(), type_.to_owned(), path.to_owned());
     let ready = column(
         "READY",

@@ -2,12 +2,14 @@
 //! metrics, graceful shutdown). Flags are documented in `docs/operator.md`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use weft_controllers::Settings;
+use weft_controllers::host::health::HealthConfig;
+use weft_controllers::{Bus, BusSettings, HostSettings, Settings};
 use weft_framework::leader::default_identity;
 use weft_framework::{LeaderElectionConfig, Manager, ManagerConfig};
 
@@ -65,9 +67,77 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     pod_finalizer_workers: usize,
 
+    /// NATS URL of the control plane (comma-separate several servers of one cluster).
+    #[arg(long, env = "WEFT_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+
+    /// CA certificate (PEM) to verify the NATS servers with (turns TLS on).
+    #[arg(long, env = "WEFT_NATS_TLS_CA")]
+    nats_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for NATS mutual TLS (with --nats-tls-key).
+    #[arg(long, env = "WEFT_NATS_TLS_CERT", requires = "nats_tls_key")]
+    nats_tls_cert: Option<PathBuf>,
+
+    /// Client key (PEM) for NATS mutual TLS (with --nats-tls-cert).
+    #[arg(long, env = "WEFT_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    nats_tls_key: Option<PathBuf>,
+
+    /// Start TLS before the NATS handshake (servers configured with `handshake_first`).
+    #[arg(long, env = "WEFT_NATS_TLS_FIRST")]
+    nats_tls_first: bool,
+
+    /// NATS `.creds` file (user JWT and NKey seed) for servers in operator/JWT mode.
+    #[arg(long, env = "WEFT_NATS_CREDS", conflicts_with = "nats_nkey")]
+    nats_creds: Option<PathBuf>,
+
+    /// File holding an NKey user seed (`SU…`) for servers with NKey users.
+    #[arg(long, env = "WEFT_NATS_NKEY")]
+    nats_nkey: Option<PathBuf>,
+
+    /// Silence after which a host that also fails its probes is Ready False and its Host deleted (never
+    /// less than the suspect window plus one probe timeout). wasmCloud: 60s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    host_ttl: Duration,
+
+    /// Heartbeats a host may miss before it is Ready Unknown (its interval is advertised by Weft hosts,
+    /// observed for others, and 15 s until known).
+    #[arg(long, default_value_t = 3)]
+    host_missed_heartbeats: u32,
+
+    /// How long a probe of a silent host (`runtime.host.<id>.heartbeat`) waits for the reply.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    host_probe_timeout: Duration,
+
+    /// How stale a Host's `lastSeen` and facts may get before its status is rewritten (writes per host
+    /// per minute at steady state: 60 s divided by this).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    host_status_refresh: Duration,
+
+    /// Parallel reconciles of the Host controller.
+    #[arg(long, default_value_t = 4)]
+    host_workers: usize,
+
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, default_value = "text")]
     log_format: String,
+}
+
+impl Args {
+    fn bus_settings(&self, identity: &str) -> BusSettings {
+        BusSettings {
+            url: self.nats_url.clone(),
+            security: weft_host_api::NatsSecurity {
+                tls_ca: self.nats_tls_ca.clone(),
+                tls_cert: self.nats_tls_cert.clone(),
+                tls_key: self.nats_tls_key.clone(),
+                tls_first: self.nats_tls_first,
+                creds: self.nats_creds.clone(),
+                nkey_seed: self.nats_nkey.clone(),
+            },
+            name: format!("weft-operator {identity}"),
+        }
+    }
 }
 
 /// Parses `500ms`, `15s`, `2m` or a bare number of seconds.
@@ -131,8 +201,28 @@ async fn main() -> anyhow::Result<()> {
         host_namespaces: args.host_namespaces.clone(),
         pod_finalizer_workers: args.pod_finalizer_workers,
         instance: Some(identity.clone()),
+        hosts: HostSettings {
+            health: HealthConfig {
+                ttl: args.host_ttl,
+                missed_heartbeats: args.host_missed_heartbeats.max(1),
+                probe_timeout: args.host_probe_timeout,
+                ..HealthConfig::default()
+            },
+            status_refresh: args.host_status_refresh,
+        },
+        host_workers: args.host_workers,
     };
-    weft_controllers::add_all(&mut manager, &settings).context("registering controllers")?;
+    let bus = Bus::connect(&args.bus_settings(&identity))
+        .await
+        .context("connecting to NATS")?;
+    bus.register_metrics(
+        &mut manager
+            .metrics()
+            .registry()
+            .write()
+            .expect("metrics registry lock"),
+    );
+    weft_controllers::add_all(&mut manager, &settings, &bus).context("registering controllers")?;
     tracing::info!(
         %identity,
         operator_namespace = %settings.operator_namespace,
