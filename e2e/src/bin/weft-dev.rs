@@ -295,7 +295,8 @@ async fn start_system(
 
     if let Some(binary) = operator_bin {
         let log = coords.run_dir.join("logs").join(format!("{OPERATOR}.log"));
-        let options = OperatorOptions::new(binary, namespace, &log);
+        let mut options = OperatorOptions::new(binary, namespace, &log);
+        options.nats_url = coords.nats_url.clone();
         let mut operator = OperatorProcess::spawn(&kubeconfig, &options)?;
         let pid = operator.process.pid();
         record_operator(state, pid, &log).await;

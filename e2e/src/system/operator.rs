@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
 use kube::{Api, Client};
 use weft_testkit::Supervised;
 
@@ -28,9 +28,11 @@ pub async fn install_namespace(client: &Client, name: &str) -> Result<(), Error>
 }
 
 /// Applies the shipped operator RBAC (`deploy/operator/serviceaccount.yaml`, `role.yaml`) in
-/// `operator_ns`, and `host-namespace-role.yaml` in each of `host_namespaces`, for each of
-/// `service_accounts` (a ServiceAccount of that name in `operator_ns`, and a subject of every
-/// RoleBinding). With `weft-system` and `["weft-operator"]` this is exactly the shipped objects.
+/// `operator_ns`, `host-namespace-role.yaml` in each of `host_namespaces`, and `clusterrole.yaml`, for
+/// each of `service_accounts` (a ServiceAccount of that name in `operator_ns`, and a subject of every
+/// binding). With `weft-system` and `["weft-operator"]` this is exactly the shipped objects; for
+/// another operator namespace the cluster-scoped objects are named `<name>-<namespace>`, so operators
+/// of parallel tests do not share them.
 pub async fn install_operator_rbac(
     client: &Client,
     operator_ns: &str,
@@ -55,6 +57,20 @@ pub async fn install_operator_rbac(
                 .map(|d| (d, operator_ns, path.clone())),
         );
     }
+    let cluster_role = source_file("deploy/operator/clusterrole.yaml");
+    docs.extend(
+        documents(&cluster_role)?
+            .into_iter()
+            .map(|d| (d, operator_ns, cluster_role.clone())),
+    );
+    let cluster_name = |name: Option<String>| {
+        let name = name.unwrap_or_default();
+        if operator_ns == OPERATOR_NAMESPACE {
+            name
+        } else {
+            format!("{name}-{operator_ns}")
+        }
+    };
     let host_role = source_file("deploy/operator/host-namespace-role.yaml");
     for ns in host_namespaces {
         docs.extend(
@@ -87,6 +103,19 @@ pub async fn install_operator_rbac(
                 binding.subjects = Some(subjects.clone());
                 apply(&Api::namespaced(client.clone(), ns), &binding).await?;
             }
+            "ClusterRole" => {
+                let mut role: ClusterRole = serde_json::from_value(doc).map_err(|e| invalid(&path, e))?;
+                role.metadata.name = Some(cluster_name(role.metadata.name.take()));
+                apply(&Api::all(client.clone()), &role).await?;
+            }
+            "ClusterRoleBinding" => {
+                let mut binding: ClusterRoleBinding =
+                    serde_json::from_value(doc).map_err(|e| invalid(&path, e))?;
+                binding.metadata.name = Some(cluster_name(binding.metadata.name.take()));
+                binding.role_ref.name = cluster_name(Some(binding.role_ref.name.clone()));
+                binding.subjects = Some(subjects.clone());
+                apply(&Api::all(client.clone()), &binding).await?;
+            }
             other => {
                 return Err(Error::Manifest(format!(
                     "{}: unexpected kind {other:?} in the operator's RBAC",
@@ -109,6 +138,9 @@ pub struct OperatorOptions {
     pub service_account: String,
     /// Extra host namespaces (`--host-namespaces`).
     pub host_namespaces: Vec<String>,
+    /// The NATS URL (`--nats-url`, unless `args` has one; [`OperatorProcess::start`] fills in the
+    /// environment's when empty).
+    pub nats_url: String,
     /// Further arguments.
     pub args: Vec<String>,
     /// Where its output goes.
@@ -126,6 +158,7 @@ impl OperatorOptions {
             namespace: namespace.to_string(),
             service_account: OPERATOR_SERVICE_ACCOUNT.to_string(),
             host_namespaces: Vec::new(),
+            nats_url: String::new(),
             args: Vec::new(),
             log_path: log_path.into(),
             rust_log: None,
@@ -160,7 +193,11 @@ impl OperatorProcess {
         let kubeconfig = env
             .service_account_kubeconfig(&options.namespace, &options.service_account)
             .await?;
-        let mut operator = Self::spawn(&kubeconfig, options)?;
+        let mut options = options.clone();
+        if options.nats_url.is_empty() {
+            options.nats_url = env.nats_url().to_string();
+        }
+        let mut operator = Self::spawn(&kubeconfig, &options)?;
         operator.wait_ready(timeout).await?;
         Ok(operator)
     }
@@ -184,6 +221,9 @@ impl OperatorProcess {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
         let name = format!("weft-operator ({})", options.service_account);
+        if !options.nats_url.is_empty() && !options.args.iter().any(|a| a.starts_with("--nats-url")) {
+            cmd.arg(format!("--nats-url={}", options.nats_url));
+        }
         let process = Supervised::spawn(&name, cmd, &options.log_path)?;
         Ok(Self {
             process,

@@ -260,10 +260,26 @@ impl NatsServer {
         Ok(server)
     }
 
+    /// Starts a nats-server on `port` of 127.0.0.1 with the configuration file `config` (its TLS and
+    /// authorization blocks, e.g.) and its log at `dir/nats.log`; `dir` is not removed on drop.
+    pub fn start_with_config(dir: &Path, port: u16, config: &str) -> Result<Self, Error> {
+        let path = dir.join("nats.conf");
+        std::fs::write(&path, config).map_err(|e| Error::Io {
+            what: format!("write {}", path.display()),
+            source: e,
+        })?;
+        Self::spawn_in(dir, port, &["-c", &path.to_string_lossy()])
+    }
+
     /// Starts a nats-server on `port` with its log at `dir/nats.log`; `dir` is not removed on drop.
     pub fn start_in(dir: &Path, port: u16) -> Result<Self, Error> {
+        Self::spawn_in(dir, port, &[])
+    }
+
+    fn spawn_in(dir: &Path, port: u16, extra: &[&str]) -> Result<Self, Error> {
         let bin = testbin("nats-server")?;
         let mut cmd = Command::new(bin);
+        cmd.args(extra);
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
         let mut process = Supervised::spawn("nats-server", cmd, &dir.join("nats.log"))?;
         process.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20))?;

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
+use weft_crds::Host;
 use weft_crds::names::finalizers::POD_HOST;
 use weft_crds::names::labels::{HOST_GROUP, HOST_POD_GROUP, HOST_POD_NAME, HOST_POD_NAME_VALUE};
-use weft_crds::{Host, HostFields};
 use weft_e2e::Env;
 use weft_e2e::system::{self, HostGroup, OPERATOR_SERVICE_ACCOUNT, OperatorOptions, OperatorProcess};
 use weft_host_api::{HostClient, HostHeartbeat};
@@ -59,6 +59,22 @@ async fn cached_objects(operator: &OperatorProcess, kind: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+}
+
+/// The operator's `/metrics` text.
+async fn operator_metrics(operator: &OperatorProcess) -> String {
+    http_get(operator.addr, "/metrics", None)
+        .await
+        .expect("GET /metrics")
+        .body
+}
+
+/// The value of the series `series` (name and labels exactly as exposed) in a scrape.
+fn metric(scrape: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
 /// Whether `pid` is a live (not zombie) process.
@@ -187,24 +203,44 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
     }
     assert_eq!(heartbeats.malformed_count(), 0);
 
-    // Hosts as the Host controller writes them, one per heartbeat.
+    // The Host controller turns each heartbeat into a Ready Host with the host's real facts.
     let hosts: Api<Host> = Api::namespaced(admin.clone(), &ns);
     let mut host_of_pod = BTreeMap::new();
     for hb in seen.values() {
-        let mut host = Host::new(
-            &hb.friendly_name,
-            HostFields {
-                host_id: hb.id.clone(),
-                hostname: Some(hb.hostname.clone()),
-                http_port: Some(hb.http_port),
-                environment: Some(hb.environment.clone()),
+        let host = eventually(
+            &format!("Host {} to be Ready", hb.friendly_name),
+            SOON,
+            || async {
+                let h = hosts.get_opt(&hb.friendly_name).await.ok()??;
+                let ready = h
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| weft_crds::condition::is_true(&s.conditions, "Ready"));
+                ready.then_some(h)
             },
+        )
+        .await;
+        assert_eq!(host.spec.host_id, hb.id);
+        assert_eq!(host.spec.hostname.as_deref(), Some(hb.hostname.as_str()));
+        assert_eq!(host.spec.http_port, Some(9191));
+        assert_eq!(host.spec.environment.as_deref(), Some(ns.name()));
+        assert_eq!(host.labels().get(HOST_GROUP).map(String::as_str), Some("default"));
+        assert!(
+            host.finalizers()
+                .iter()
+                .any(|f| f == weft_crds::names::finalizers::HOST),
+            "the Host finalizer"
         );
-        host.metadata.labels = Some(hb.labels.clone().into_iter().collect());
-        hosts
-            .create(&PostParams::default(), &host)
-            .await
-            .expect("create Host");
+        let status = host.status.clone().expect("status");
+        assert_eq!(
+            status.version.as_deref(),
+            Some(hb.version.as_str()),
+            "real facts, never placeholders"
+        );
+        assert_eq!(status.os_name.as_deref(), Some(std::env::consts::OS));
+        assert!(status.system_memory_total.unwrap_or(0) > 0, "{status:?}");
+        assert!(status.last_seen.is_some());
+        assert!(weft_crds::condition::is_true(&status.conditions, "Reporting"));
         let (pod, _) = &host_ids[&hb.id];
         host_of_pod.insert(pod.name_any(), hb.friendly_name.clone());
     }
@@ -212,6 +248,18 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
         (cached_objects(&operator, "hosts").await == Some(2.0)).then_some(())
     })
     .await;
+    // The heartbeats were counted and none was malformed.
+    let scrape = operator_metrics(&operator).await;
+    assert!(
+        metric(&scrape, "weft_host_heartbeats_total").unwrap_or(0.0) >= 2.0,
+        "{scrape}"
+    );
+    assert_eq!(metric(&scrape, "weft_host_heartbeats_malformed_total"), Some(0.0));
+    assert_eq!(
+        metric(&scrape, "weft_hosts{state=\"ready\"}"),
+        Some(2.0),
+        "{scrape}"
+    );
 
     // Deleting a host pod: its Host goes at once; the pod goes once the host drained and exited.
     let (victim, survivor) = (pods[0].name_any(), pods[1].name_any());

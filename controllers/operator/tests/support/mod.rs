@@ -11,7 +11,7 @@ use weft_e2e::Env;
 use weft_e2e::system::{self, OperatorOptions, OperatorProcess};
 pub use weft_e2e::testing::{eventually, http_get};
 use weft_framework::exposition::{self, Format, Scrape};
-use weft_testkit::{Supervised, TempDir};
+use weft_testkit::{NatsServer, Supervised, TempDir};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -40,11 +40,14 @@ pub struct Operator {
     pub process: Supervised,
     pub addr: SocketAddr,
     pub user: String,
+    /// The operator's own nats-server, unless the test passed `--nats-url`.
+    pub nats: Option<NatsServer>,
     _dir: TempDir,
 }
 
 impl Operator {
-    /// Starts the operator as ServiceAccount `sa` of `operator_ns` (token only: no admin rights).
+    /// Starts the operator as ServiceAccount `sa` of `operator_ns` (token only: no admin rights), on a
+    /// nats-server of its own unless `extra` has `--nats-url=…` (so hosts of other tests stay unseen).
     pub async fn start(
         env: &Env,
         operator_ns: &str,
@@ -61,6 +64,13 @@ impl Operator {
         options.service_account = sa.to_string();
         options.host_namespaces = host_namespaces.iter().map(|s| s.to_string()).collect();
         options.args = extra.iter().map(|s| s.to_string()).collect();
+        let nats = if extra.iter().any(|a| a.starts_with("--nats-url")) {
+            None
+        } else {
+            let server = NatsServer::start().expect("start the operator's nats-server");
+            options.nats_url = server.url();
+            Some(server)
+        };
         options.rust_log = Some("info,weft_framework=debug,weft_controllers=debug".into());
         let OperatorProcess { process, addr, user } = OperatorProcess::start(env, &options, WAIT)
             .await
@@ -69,6 +79,7 @@ impl Operator {
             process,
             addr,
             user,
+            nats,
             _dir: dir,
         }
     }
@@ -92,6 +103,61 @@ impl Operator {
             .value("leader_election_master_status", &[("name", lease)])
             .map(|v| v == 1.0)
     }
+}
+
+/// A `weft-host` process on 127.0.0.1 (stopped when dropped).
+pub struct HostProcess {
+    pub process: Supervised,
+    pub http_port: u16,
+    _dir: TempDir,
+}
+
+/// Starts `weft-host` on `nats_url`, serving HTTP on 127.0.0.1:`http_port`, with `extra` flags.
+pub fn spawn_host(nats_url: &str, http_port: u16, extra: &[&str]) -> HostProcess {
+    let bin = system::workspace_binary("weft-host").unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("weft-host").expect("temp dir");
+    let admin = SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port()));
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--scheduler-nats-url", nats_url])
+        .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+        .args(["--admin-addr", &admin.to_string()])
+        .args(["--host-name", "127.0.0.1"])
+        .args(["--host-group", "hosts-test"])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(extra)
+        .env("RUST_LOG", "info");
+    let process = Supervised::spawn("weft-host", cmd, &dir.path().join("host.log")).expect("spawn weft-host");
+    HostProcess {
+        process,
+        http_port,
+        _dir: dir,
+    }
+}
+
+/// A Host's Ready status (Unknown when it has none).
+pub fn ready(h: &weft_crds::Host) -> weft_crds::ConditionStatus {
+    h.status
+        .as_ref()
+        .map_or(weft_crds::ConditionStatus::Unknown, |s| {
+            weft_crds::condition::status_of(&s.conditions, weft_crds::names::condition_types::READY)
+        })
+}
+
+/// The Host of the host serving on `port`, once it is Ready.
+pub async fn ready_host_on(hosts: &kube::Api<weft_crds::Host>, port: u16) -> weft_crds::Host {
+    eventually(&format!("a Ready Host for port {port}"), WAIT, || async {
+        hosts
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|h| {
+                h.spec.http_port == Some(u32::from(port)) && ready(h) == weft_crds::ConditionStatus::True
+            })
+    })
+    .await
 }
 
 /// A pod of the harness's test image; `host_group` makes it a host pod.
