@@ -78,6 +78,21 @@ impl<K> Default for Cache<K> {
     }
 }
 
+impl<K: kube::Resource> Cache<K> {
+    /// A synced cache holding `objects` and fed by no watch: for scenario tests of reconcilers against a
+    /// mocked apiserver, and for tools.
+    pub fn from_objects(objects: impl IntoIterator<Item = K>) -> Self {
+        let cache = Self::default();
+        for obj in objects {
+            if let Some(key) = ObjectKey::of(&obj) {
+                cache.insert(key, Arc::new(obj));
+            }
+        }
+        cache.set_synced(true);
+        cache
+    }
+}
+
 impl<K> Cache<K> {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State<K>> {
         self.inner.state.read().expect("cache lock")

@@ -129,6 +129,16 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context for calling a reconciler directly (scenario tests against a mocked apiserver): the
+    /// controller's name, the key, and how many failures precede this attempt.
+    pub fn new(controller: &str, key: ObjectKey, failures: u32) -> Self {
+        Self {
+            controller: controller.into(),
+            key,
+            failures,
+        }
+    }
+
     /// The controller's name (also its field manager for server-side apply).
     pub fn controller(&self) -> &str {
         &self.controller
