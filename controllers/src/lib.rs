@@ -13,6 +13,7 @@ use weft_framework::{InformerOptions, Manager, predicate};
 pub mod bus;
 pub mod host;
 pub mod pod_finalizer;
+pub mod workload;
 
 pub use bus::{Bus, BusSettings};
 pub use host::HostSettings;
@@ -32,9 +33,24 @@ pub struct Settings {
     pub hosts: HostSettings,
     /// Parallel reconciles of the Host controller.
     pub host_workers: usize,
+    /// Parallel reconciles of the Workload controller.
+    pub workload_workers: usize,
+    /// Namespaces whose Workloads (and their ConfigMaps and Secrets) the operator manages; empty: all.
+    pub watch_namespaces: Vec<String>,
 }
 
 impl Settings {
+    /// Informer options for the workload kinds and their configuration: the watched namespaces (one
+    /// watch each, which namespaced Roles allow) or the whole cluster.
+    pub fn watched<K>(&self) -> InformerOptions<K> {
+        let namespaces: Vec<&String> = self.watch_namespaces.iter().filter(|n| !n.is_empty()).collect();
+        if namespaces.is_empty() {
+            InformerOptions::all()
+        } else {
+            InformerOptions::namespaces(namespaces.into_iter().cloned())
+        }
+    }
+
     /// Host namespaces including the operator's, sorted and without duplicates.
     pub fn all_host_namespaces(&self) -> Vec<String> {
         let mut ns: Vec<String> = self
@@ -50,15 +66,123 @@ impl Settings {
     }
 }
 
-/// Registers every controller; `bus` is the connected NATS control plane.
-pub fn add_all(mgr: &mut Manager, settings: &Settings, bus: &Bus) -> Result<(), weft_framework::Error> {
+/// Registers every controller; `bus` is the connected NATS control plane and `scheduler` decides
+/// placements (built-in policies and any native plugins, with the default policy set).
+pub fn add_all(
+    mgr: &mut Manager,
+    settings: &Settings,
+    bus: &Bus,
+    scheduler: weft_scheduler_api::Scheduler,
+) -> Result<(), weft_framework::Error> {
     add_pod_finalizer(mgr, settings)?;
-    add_host_controller(mgr, settings, bus)
+    let monitor = add_host_controller(mgr, settings, bus)?;
+    add_workload_controller(mgr, settings, bus, scheduler, Some(&monitor))
 }
 
-/// The shared Workload informer (all namespaces), with its indexes.
-pub fn workload_informer(mgr: &Manager) -> Result<weft_framework::Informer<Workload>, weft_framework::Error> {
-    let workloads = mgr.informer::<Workload>(InformerOptions::all())?;
+/// The keys of the Workloads that name the ConfigMap or Secret `obj`.
+fn workloads_naming<K: kube::Resource>(
+    cache: &weft_framework::Cache<Workload>,
+    kind: &str,
+    obj: &K,
+) -> Vec<weft_framework::ObjectKey> {
+    let meta = obj.meta();
+    let value = format!(
+        "{}/{kind}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    );
+    cache
+        .by_index(workload::CONFIG_REF_INDEX, &value)
+        .iter()
+        .filter_map(|w| weft_framework::ObjectKey::of(w.as_ref()))
+        .collect()
+}
+
+/// Registers the Workload controller on the shared Workload and Host informers, with metadata-only
+/// ConfigMap and Secret informers so a Workload waiting for one is retried when it appears. With the
+/// Host controller's `monitor`, a heartbeat whose workload counts changed makes that host's Workloads be
+/// looked at at once (a workload that stopped or failed is noticed within a heartbeat, not at the
+/// next periodic check).
+pub fn add_workload_controller(
+    mgr: &mut Manager,
+    settings: &Settings,
+    bus: &Bus,
+    scheduler: weft_scheduler_api::Scheduler,
+    monitor: Option<&host::HostMonitor>,
+) -> Result<(), weft_framework::Error> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::core::PartialObjectMeta;
+    use weft_framework::ObjectKey;
+    let hosts = host_informer(mgr, settings)?;
+    let workloads = workload_informer(mgr, settings)?;
+    workloads
+        .cache()
+        .add_index(workload::CONFIG_REF_INDEX, Arc::new(workload::config_ref_index));
+    let config_maps = mgr.informer::<PartialObjectMeta<ConfigMap>>(settings.watched())?;
+    let secrets = mgr.informer::<PartialObjectMeta<Secret>>(settings.watched())?;
+    let metrics = {
+        let registry = mgr.metrics().registry();
+        let mut registry = registry.write().expect("metrics registry lock");
+        workload::WorkloadMetrics::register(&mut registry)
+    };
+    let recorder = EventRecorder::new(mgr.client(), workload::NAME, settings.instance.clone());
+    let reconciler = workload::WorkloadReconciler::new(
+        mgr.client(),
+        hosts.cache(),
+        workloads.cache(),
+        scheduler,
+        weft_host_api::HostClient::new(bus.client().clone()),
+        recorder,
+        metrics,
+    );
+    let key_of = |w: &Arc<Workload>| ObjectKey::of(w.as_ref());
+    let (cm_cache, secret_cache) = (workloads.cache(), workloads.cache());
+    let placed = workloads.cache();
+    let controller = mgr
+        .controller(workload::NAME, &workloads)
+        .watches(&config_maps, move |cm: &PartialObjectMeta<ConfigMap>| {
+            workloads_naming(&cm_cache, "ConfigMap", cm)
+        })
+        .watches(&secrets, move |s: &PartialObjectMeta<Secret>| {
+            workloads_naming(&secret_cache, "Secret", s)
+        })
+        // A Host that changes can make unplaced Workloads schedulable, and concerns those placed on it.
+        .watches(&hosts, move |h: &Host| {
+            let mut keys: Vec<ObjectKey> = placed
+                .find(|w| w.status.as_ref().is_none_or(|s| s.host_id.is_none()))
+                .iter()
+                .filter_map(key_of)
+                .collect();
+            keys.extend(
+                placed
+                    .by_index(host::WORKLOAD_HOST_INDEX, &h.spec.host_id)
+                    .iter()
+                    .filter_map(key_of),
+            );
+            keys
+        })
+        .concurrency(settings.workload_workers)
+        .build(reconciler);
+    if let Some(monitor) = monitor {
+        let (queue, placed) = (controller.queue(), workloads.cache());
+        monitor.on_workloads_changed(Box::new(move |host_id| {
+            for w in placed.by_index(host::WORKLOAD_HOST_INDEX, host_id) {
+                if let Some(key) = ObjectKey::of(w.as_ref()) {
+                    queue.add(key);
+                }
+            }
+        }));
+    }
+    mgr.add(controller);
+    Ok(())
+}
+
+/// The shared Workload informer (the watched namespaces), with its indexes.
+pub fn workload_informer(
+    mgr: &Manager,
+    settings: &Settings,
+) -> Result<weft_framework::Informer<Workload>, weft_framework::Error> {
+    let workloads = mgr.informer::<Workload>(settings.watched())?;
     workloads
         .cache()
         .add_index(host::WORKLOAD_HOST_INDEX, Arc::new(host::workload_host_index));
@@ -71,9 +195,9 @@ pub fn add_host_controller(
     mgr: &mut Manager,
     settings: &Settings,
     bus: &Bus,
-) -> Result<(), weft_framework::Error> {
+) -> Result<host::HostMonitor, weft_framework::Error> {
     let hosts = host_informer(mgr, settings)?;
-    let workloads = workload_informer(mgr)?;
+    let workloads = workload_informer(mgr, settings)?;
     let metrics = {
         let registry = mgr.metrics().registry();
         let mut registry = registry.write().expect("metrics registry lock");
@@ -94,8 +218,8 @@ pub fn add_host_controller(
         .build(reconciler);
     monitor.set_queue(controller.queue());
     mgr.add(controller);
-    mgr.add(host::HeartbeatListener::new(monitor));
-    Ok(())
+    mgr.add(host::HeartbeatListener::new(monitor.clone()));
+    Ok(monitor)
 }
 
 /// The shared Host informer (operator namespace only), with its indexes.
@@ -149,6 +273,8 @@ mod tests {
             instance: None,
             hosts: HostSettings::default(),
             host_workers: 1,
+            workload_workers: 1,
+            watch_namespaces: Vec::new(),
         };
         assert_eq!(s.all_host_namespaces(), vec!["a", "b", "weft-system"]);
     }

@@ -118,6 +118,32 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     host_workers: usize,
 
+    /// The scheduling policy for Workloads that name none (`spec.schedulerName`): `spread` (default:
+    /// replicas of one set land on different hosts, so losing a host never takes all of them),
+    /// `random` (wasmCloud's placement), `binpack`, `resource-aware`, or a native plugin's name.
+    #[arg(long, env = "WEFT_SCHEDULER", default_value = "spread")]
+    scheduler: String,
+
+    /// Directory of native scheduling plugins (`*.so`), each loaded at start; a file that fails to
+    /// load stops the operator with the loader's error. Load only trusted, root-owned files.
+    #[arg(long, env = "WEFT_SCHEDULER_PLUGIN_DIR")]
+    scheduler_plugin_dir: Option<PathBuf>,
+
+    /// Whether a Workload may be placed on hosts of another environment (wasmCloud's
+    /// `-allow-shared-hosts`).
+    #[arg(long, env = "WEFT_ALLOW_SHARED_HOSTS", default_value_t = true, action = clap::ArgAction::Set)]
+    allow_shared_hosts: bool,
+
+    /// Namespaces whose Workloads the operator manages (comma-separated; empty: all namespaces, as
+    /// wasmCloud's `watchNamespaces`).
+    #[arg(long, env = "WEFT_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
+
+    /// Parallel reconciles of the Workload controller (a slow host blocks only the Workloads placed
+    /// on it).
+    #[arg(long, default_value_t = 8)]
+    workload_workers: usize,
+
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -138,6 +164,41 @@ impl Args {
             name: format!("weft-operator {identity}"),
         }
     }
+}
+
+/// The scheduler: the built-in policies, every plugin of `--scheduler-plugin-dir`, the default policy.
+fn scheduler(args: &Args) -> anyhow::Result<weft_scheduler_api::Scheduler> {
+    let mut registry = weft_scheduler_builtin::registry(&weft_scheduler_builtin::BuiltinOptions::default());
+    if let Some(dir) = &args.scheduler_plugin_dir {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading --scheduler-plugin-dir {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "so"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            // SAFETY: loading runs the library's initialisers; the operator's documentation requires a
+            // directory of trusted, root-owned plugins.
+            let plugin = unsafe { weft_scheduler_native::NativePlugin::load(&path) }?;
+            let name = weft_scheduler_api::Policy::name(&plugin).to_string();
+            registry
+                .register(std::sync::Arc::new(plugin))
+                .with_context(|| format!("registering scheduling plugin {}", path.display()))?;
+            tracing::info!(plugin = %path.display(), policy = %name, "loaded a scheduling plugin");
+        }
+    }
+    let snapshot = weft_scheduler_api::Snapshot::new(Vec::new())
+        .expect("an empty snapshot is valid")
+        .with_allow_shared_hosts(args.allow_shared_hosts);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok(weft_scheduler_api::Scheduler::new(
+        registry,
+        &args.scheduler,
+        snapshot,
+        seed,
+    )?)
 }
 
 /// Parses `500ms`, `15s`, `2m` or a bare number of seconds.
@@ -211,7 +272,10 @@ async fn main() -> anyhow::Result<()> {
             status_refresh: args.host_status_refresh,
         },
         host_workers: args.host_workers,
+        workload_workers: args.workload_workers,
+        watch_namespaces: args.watch_namespaces.clone(),
     };
+    let scheduler = scheduler(&args).context("setting up the scheduler")?;
     let bus = Bus::connect(&args.bus_settings(&identity))
         .await
         .context("connecting to NATS")?;
@@ -222,7 +286,7 @@ async fn main() -> anyhow::Result<()> {
             .write()
             .expect("metrics registry lock"),
     );
-    weft_controllers::add_all(&mut manager, &settings, &bus).context("registering controllers")?;
+    weft_controllers::add_all(&mut manager, &settings, &bus, scheduler).context("registering controllers")?;
     tracing::info!(
         %identity,
         operator_namespace = %settings.operator_namespace,

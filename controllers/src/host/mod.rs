@@ -208,7 +208,12 @@ pub struct HostMonitor {
     queue: Arc<OnceLock<WorkQueue<ObjectKey>>>,
     hosts: Cache<Host>,
     namespace: String,
+    workloads_changed: Arc<OnceLock<WorkloadsChanged>>,
 }
+
+/// Called with a host's ID when its heartbeat reports other workload or component counts than the one
+/// before: a workload started, stopped or failed there.
+pub type WorkloadsChanged = Box<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for HostMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -233,7 +238,14 @@ impl HostMonitor {
             queue: Arc::default(),
             hosts,
             namespace,
+            workloads_changed: Arc::default(),
         }
+    }
+
+    /// Sets what to call when a host's heartbeat shows its workloads changed (the Workload controller
+    /// looks at that host's Workloads at once instead of at its next periodic check).
+    pub fn on_workloads_changed(&self, f: WorkloadsChanged) {
+        let _ = self.workloads_changed.set(f);
     }
 
     /// Connects the monitor to the controller's queue (once it is built).
@@ -255,12 +267,17 @@ impl HostMonitor {
     fn on_heartbeat(&self, hb: HostHeartbeat) {
         self.metrics.heartbeats.inc();
         let address = (!hb.hostname.is_empty()).then(|| (hb.hostname.clone(), hb.http_port));
+        let host_id = hb.id.clone();
+        let counts = (hb.workload_count, hb.component_count);
         let link = self.bus.link();
         let now = Instant::now();
         let hosts = self.hosts.clone();
         let namespace = self.namespace.clone();
         let (Some(recorded), interval_sample) = ({
             let mut reg = self.lock();
+            let previous = reg
+                .get(&hb.id)
+                .map(|o| (o.heartbeat.workload_count, o.heartbeat.component_count));
             let before = reg.get(&hb.id).and_then(|o| o.live.last_heard);
             let recorded = reg.record_heartbeat(hb, now, Timestamp::now(), link.epoch, |name| {
                 hosts.get_namespaced(&namespace, name).map(|h| NameHolder {
@@ -271,6 +288,11 @@ impl HostMonitor {
                     last_heard: None,
                 })
             });
+            if previous.is_some_and(|p| p != counts)
+                && let Some(f) = self.workloads_changed.get()
+            {
+                f(&host_id);
+            }
             (recorded, before.map(|b| now.saturating_duration_since(b)))
         }) else {
             return;
