@@ -483,12 +483,15 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
         let deployment = group.deployment_name();
         println!("Try it:");
         println!("  kubectl get deploy,pods -n {ns} -o wide");
-        println!(
-            "  kubectl get hosts -n {ns}     # Host objects are written from heartbeats by the Host controller, which is not in the operator yet"
-        );
+        println!("  kubectl get hosts -n {ns} -o wide     # one Host per host, written from its heartbeats");
         println!("  curl http://{ip}:9192/metrics     # a host's admin server: /healthz /readyz /metrics");
+        println!("  # a Workload running the hello component (the operator places it on a host):");
         println!(
-            "  curl -H 'Host: hello.example.com' http://{ip}:9191/     # 404 until a Workload is placed on this host (Workload scheduling is not in the operator yet)"
+            "  kubectl apply -f - <<'EOF'\n{}EOF",
+            hello_workload(weft_test_components::HELLO)
+        );
+        println!(
+            "  kubectl get ww -o wide     # Ready, on which host; then: curl -H 'Host: hello.example.com' http://<that host's IP>:9191/"
         );
         println!(
             "  kubectl delete pod -n {ns} {pod}     # the operator deletes its Host, the host drains, a new pod replaces it"
@@ -496,6 +499,13 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
         println!("  kubectl scale -n {ns} deploy/{deployment} --replicas 3\n");
     }
     println!("Ctrl-C stops everything.");
+}
+
+/// A Workload manifest that runs the component at `path` for `Host: hello.example.com`.
+fn hello_workload(path: &str) -> String {
+    format!(
+        "apiVersion: runtime.wasmcloud.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: hello\n  namespace: default\nspec:\n  components:\n    - name: http\n      image: file://{path}\n  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config:\n        host: hello.example.com\n"
+    )
 }
 
 async fn run_command(
@@ -681,6 +691,20 @@ mod tests {
             operator,
             host_replicas,
         }
+    }
+
+    #[test]
+    fn the_hello_workload_it_prints_is_a_valid_workload() {
+        let w: weft_crds::Workload = serde_yaml::from_str(&hello_workload("/x/hello.wasm")).expect("parses");
+        assert_eq!(w.spec.components.unwrap()[0].image, "file:///x/hello.wasm");
+        assert_eq!(
+            w.spec.host_interfaces.unwrap()[0]
+                .config_layer
+                .config
+                .as_ref()
+                .unwrap()["host"],
+            "hello.example.com"
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use hostgroup::{
 pub use manifests::install_crds;
 pub use operator::{
     OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, OperatorOptions, OperatorProcess, install_namespace,
-    install_operator_rbac,
+    install_operator_rbac, install_operator_rbac_namespaced,
 };
 
 use crate::Error;

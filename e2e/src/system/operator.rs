@@ -39,6 +39,36 @@ pub async fn install_operator_rbac(
     host_namespaces: &[&str],
     service_accounts: &[&str],
 ) -> Result<(), Error> {
+    install_rbac(client, operator_ns, host_namespaces, None, service_accounts).await
+}
+
+/// The namespaced mode of [`install_operator_rbac`] (an operator run with `--watch-namespaces`):
+/// `watch-namespace-role.yaml` in each of `watch_namespaces` instead of `clusterrole.yaml`, so the
+/// operator has no cluster-scoped rights at all.
+pub async fn install_operator_rbac_namespaced(
+    client: &Client,
+    operator_ns: &str,
+    host_namespaces: &[&str],
+    watch_namespaces: &[&str],
+    service_accounts: &[&str],
+) -> Result<(), Error> {
+    install_rbac(
+        client,
+        operator_ns,
+        host_namespaces,
+        Some(watch_namespaces),
+        service_accounts,
+    )
+    .await
+}
+
+async fn install_rbac(
+    client: &Client,
+    operator_ns: &str,
+    host_namespaces: &[&str],
+    watch_namespaces: Option<&[&str]>,
+    service_accounts: &[&str],
+) -> Result<(), Error> {
     let subjects: Vec<Subject> = service_accounts
         .iter()
         .map(|sa| Subject {
@@ -57,12 +87,22 @@ pub async fn install_operator_rbac(
                 .map(|d| (d, operator_ns, path.clone())),
         );
     }
-    let cluster_role = source_file("deploy/operator/clusterrole.yaml");
-    docs.extend(
-        documents(&cluster_role)?
-            .into_iter()
-            .map(|d| (d, operator_ns, cluster_role.clone())),
-    );
+    match watch_namespaces {
+        None => {
+            let cluster_role = source_file("deploy/operator/clusterrole.yaml");
+            docs.extend(
+                documents(&cluster_role)?
+                    .into_iter()
+                    .map(|d| (d, operator_ns, cluster_role.clone())),
+            );
+        }
+        Some(watched) => {
+            let role = source_file("deploy/operator/watch-namespace-role.yaml");
+            for ns in watched {
+                docs.extend(documents(&role)?.into_iter().map(|d| (d, *ns, role.clone())));
+            }
+        }
+    }
     let cluster_name = |name: Option<String>| {
         let name = name.unwrap_or_default();
         if operator_ns == OPERATOR_NAMESPACE {

@@ -110,7 +110,10 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
         .join("logs")
         .join(format!("weft-operator-{}.log", ns.name()));
     let _operator_log = LogOnFailure(operator_log.clone());
-    let operator = OperatorProcess::start(env, &OperatorOptions::new(operator_bin, &ns, &operator_log), SOON)
+    let mut options = OperatorOptions::new(operator_bin, &ns, &operator_log);
+    // The cluster is shared with other tests: manage this namespace's Workloads only.
+    options.args.push(format!("--watch-namespaces={}", ns.name()));
+    let operator = OperatorProcess::start(env, &options, SOON)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 

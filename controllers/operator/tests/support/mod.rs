@@ -64,6 +64,14 @@ impl Operator {
         options.service_account = sa.to_string();
         options.host_namespaces = host_namespaces.iter().map(|s| s.to_string()).collect();
         options.args = extra.iter().map(|s| s.to_string()).collect();
+        // Tests share one cluster: each operator manages the Workloads of its own namespaces only.
+        if !extra.iter().any(|a| a.starts_with("--watch-namespaces")) {
+            let mut watched = vec![operator_ns.to_string()];
+            watched.extend(host_namespaces.iter().map(|s| s.to_string()));
+            options
+                .args
+                .push(format!("--watch-namespaces={}", watched.join(",")));
+        }
         let nats = if extra.iter().any(|a| a.starts_with("--nats-url")) {
             None
         } else {
@@ -158,6 +166,33 @@ pub async fn ready_host_on(hosts: &kube::Api<weft_crds::Host>, port: u16) -> wef
             })
     })
     .await
+}
+
+/// A Workload running `component` (a file path) served for HTTP host `http_host`.
+pub fn hello_workload(name: &str, component: &str, http_host: &str) -> weft_crds::Workload {
+    let mut w = weft_crds::Workload::new(
+        name,
+        weft_crds::WorkloadSpec {
+            components: Some(vec![weft_crds::workload::WorkloadComponent {
+                name: "http".into(),
+                image: format!("file://{component}"),
+                ..Default::default()
+            }]),
+            host_interfaces: Some(vec![weft_crds::workload::HostInterface {
+                namespace: "wasi".into(),
+                package: "http".into(),
+                interfaces: vec!["incoming-handler".into()],
+                config_layer: weft_crds::workload::ConfigLayer {
+                    config: Some([("host".to_string(), http_host.to_string())].into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+    );
+    w.metadata.labels = Some([("app".to_string(), name.to_string())].into());
+    w
 }
 
 /// A pod of the harness's test image; `host_group` makes it a host pod.

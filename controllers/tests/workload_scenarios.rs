@@ -1,0 +1,235 @@
+//! Scenarios of the Workload reconciler against a mocked apiserver (the middle test layer, like kube-rs'
+//! controller-rs `fixtures.rs`): each scenario states the cached world, runs one reconcile and checks
+//! every request the reconciler makes, in order, and that it makes no other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+use weft_controllers::workload::{WorkloadMetrics, WorkloadReconciler};
+use weft_crds::condition::{Condition, ConditionStatus};
+use weft_crds::{Host, HostFields, HostStatus, Workload};
+use weft_framework::events::EventRecorder;
+use weft_framework::{Action, Cache, Context, ObjectKey, Reconciler};
+
+type Mock = Handle<Request<Body>, Response<Body>>;
+
+fn workload(spec: Value) -> Workload {
+    serde_json::from_value(json!({
+        "apiVersion": "runtime.wasmcloud.dev/v1alpha1",
+        "kind": "Workload",
+        "metadata": {
+            "name": "w", "namespace": "shop", "uid": "uid-w", "generation": 1,
+            "finalizers": ["runtime.wasmcloud.dev/workload-finalizer"],
+        },
+        "spec": spec,
+    }))
+    .expect("a Workload")
+}
+
+fn component(extra: Value) -> Value {
+    let mut c = json!({"name": "http", "image": "file:///hello.wasm"});
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({ "components": [c] })
+}
+
+fn host(ready: ConditionStatus) -> Host {
+    let mut h = Host::new(
+        "calm-otter",
+        HostFields {
+            host_id: "host-1".into(),
+            hostname: Some("10.0.0.1".into()),
+            ..Default::default()
+        },
+    );
+    h.metadata.namespace = Some("weft-system".into());
+    h.status = Some(HostStatus {
+        conditions: vec![Condition::new("Ready", ready)],
+        ..Default::default()
+    });
+    h
+}
+
+async fn reconciler(hosts: Vec<Host>, workloads: Vec<Workload>) -> (WorkloadReconciler, Mock) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    // No request in these scenarios reaches a host; the client connects in the background.
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect("nats://127.0.0.1:9")
+        .await
+        .expect("a lazily connecting client");
+    let registry = weft_scheduler_builtin::registry(&Default::default());
+    let snapshot = weft_scheduler_api::Snapshot::new(Vec::new()).unwrap();
+    let scheduler = weft_scheduler_api::Scheduler::new(registry, "spread", snapshot, 7).unwrap();
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let r = WorkloadReconciler::new(
+        client.clone(),
+        Cache::from_objects(hosts),
+        Cache::from_objects(workloads),
+        scheduler,
+        weft_host_api::HostClient::new(nats),
+        EventRecorder::new(client, "workload-replica", None),
+        WorkloadMetrics::register(&mut metrics_registry),
+    );
+    (r, handle)
+}
+
+/// Answers the next request: checks its method and path, returns its JSON body.
+async fn expect(handle: &mut Mock, method: Method, path: &str, status: u16, reply: Value) -> Value {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("expected {method} {path}, but no request came"))
+        .expect("the client is alive");
+    assert_eq!(request.method(), method, "{}", request.uri());
+    assert_eq!(request.uri().path(), path);
+    let body = request.into_body().collect_bytes().await.unwrap();
+    let sent = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+    sent
+}
+
+async fn expect_nothing_more(handle: &mut Mock) {
+    if let Ok(Some((request, _))) =
+        tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await
+    {
+        panic!("unexpected request {} {}", request.method(), request.uri());
+    }
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
+    patch["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {patch}"))
+}
+
+fn ctx() -> Context {
+    Context::new("workload-replica", ObjectKey::namespaced("shop", "w"), 0)
+}
+
+#[tokio::test]
+async fn a_missing_configmap_is_named_on_config_and_nothing_else_happens() {
+    let w = workload(component(
+        json!({"localResources": {"environment": {"configFrom": [{"name": "app-settings"}]}}}),
+    ));
+    let (r, mut api) = reconciler(vec![host(ConditionStatus::True)], vec![w.clone()]).await;
+    let reply = serde_json::to_value(&w).unwrap();
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    expect(
+        &mut api,
+        Method::GET,
+        "/api/v1/namespaces/shop/configmaps/app-settings",
+        404,
+        not_found(),
+    )
+    .await;
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply.clone(),
+    )
+    .await;
+    let config = condition(&patch, "Config");
+    assert_eq!(config["status"], "False");
+    assert_eq!(
+        config["message"],
+        "ConfigMap app-settings not found in namespace shop"
+    );
+    assert_eq!(condition(&patch, "Ready")["status"], "False");
+    assert!(patch["status"]["hostId"].is_null(), "not placed");
+    expect_nothing_more(&mut api).await;
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        Action::Done,
+        "the ConfigMap's watch retries it, not a timer"
+    );
+}
+
+#[tokio::test]
+async fn no_ready_host_is_explained_on_host_selection() {
+    let w = workload(component(json!({})));
+    let (r, mut api) = reconciler(vec![host(ConditionStatus::Unknown)], vec![w.clone()]).await;
+    let reply = serde_json::to_value(&w).unwrap();
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply.clone(),
+    )
+    .await;
+    assert_eq!(condition(&patch, "Config")["status"], "True");
+    let selection = condition(&patch, "HostSelection");
+    assert_eq!(selection["status"], "False");
+    let message = selection["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("0/1 hosts can run workload shop/w"),
+        "{message}"
+    );
+    expect_nothing_more(&mut api).await;
+    assert_eq!(run.await.unwrap().unwrap(), Action::Done, "Host changes retry it");
+}
+
+#[tokio::test]
+async fn a_workload_without_its_finalizer_gets_it_first() {
+    let mut w = workload(component(json!({})));
+    w.metadata.finalizers = None;
+    w.metadata.resource_version = Some("41".into());
+    let (r, mut api) = reconciler(vec![], vec![w.clone()]).await;
+    let reply = serde_json::to_value(&w).unwrap();
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w",
+        200,
+        reply.clone(),
+    )
+    .await;
+    assert_eq!(
+        patch["metadata"]["finalizers"],
+        json!(["runtime.wasmcloud.dev/workload-finalizer"])
+    );
+    // Then the decision on the cached object: no host at all.
+    let status = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply.clone(),
+    )
+    .await;
+    assert!(
+        condition(&status, "HostSelection")["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("0/0 hosts")
+    );
+    expect_nothing_more(&mut api).await;
+    run.await.unwrap().unwrap();
+}
