@@ -11,6 +11,7 @@ use weft_framework::events::EventRecorder;
 use weft_framework::{InformerOptions, Manager, predicate};
 
 pub mod bus;
+pub mod error;
 pub mod host;
 pub mod pod_finalizer;
 pub mod workload;

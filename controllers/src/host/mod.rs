@@ -49,6 +49,7 @@ use weft_framework::{
 use weft_host_api::{HostClient, HostHeartbeat, Timeouts};
 
 use crate::bus::Bus;
+use crate::error::{ApiError, api_err};
 use health::{Bus as BusView, HealthConfig, Verdict};
 use registry::{NameHolder, Registry};
 
@@ -385,31 +386,15 @@ impl Runnable for HeartbeatListener {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("{action} {object}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// On what.
-        object: String,
-        /// The cause.
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
-            Self::Kube { source, .. } => weft_framework::reconcile::kube_error_category(source),
+            Self::Api(e) => e.category(),
         }
-    }
-}
-
-fn kube_err(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let object = object.into();
-    move |source| Error::Kube {
-        action,
-        object,
-        source,
     }
 }
 
@@ -491,7 +476,7 @@ impl HostReconciler {
         self.applier
             .apply_status(&self.api(), name, status)
             .await
-            .map_err(kube_err("writing the status of Host", name))?;
+            .map_err(api_err("writing the status of Host", name))?;
         self.monitor.metrics.write("status");
         Ok(())
     }
@@ -501,7 +486,7 @@ impl HostReconciler {
         match self.api().delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(e) => return Err(kube_err("deleting Host", name)(e)),
+            Err(e) => return Err(api_err("deleting Host", name)(e).into()),
         }
         self.monitor.metrics.write("delete");
         tracing::info!(host = %name, host_id = %host.spec.host_id, reason, "deleted the Host");
@@ -529,7 +514,7 @@ impl HostReconciler {
             .applier
             .apply(&self.api(), &desired)
             .await
-            .map_err(kube_err("creating Host", name))?;
+            .map_err(api_err("creating Host", name))?;
         self.monitor.metrics.write("apply");
         let a = health::assess(
             &live,
@@ -612,10 +597,7 @@ impl HostReconciler {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => continue,
                 Err(e) => {
-                    return Err(kube_err(
-                        "handing back Workload",
-                        format!("{ns}/{}", w.name_any()),
-                    )(e));
+                    return Err(api_err("handing back Workload", format!("{ns}/{}", w.name_any()))(e).into());
                 }
             }
             self.monitor.metrics.write("handback");
@@ -634,7 +616,7 @@ impl HostReconciler {
         }
         finalizer::remove(&self.api(), host, finalizers::HOST, NAME)
             .await
-            .map_err(kube_err("releasing Host", name.clone()))?;
+            .map_err(api_err("releasing Host", name.clone()))?;
         self.monitor.metrics.write("finalizer");
         // A host deleted for silence may come back and register again; one whose Host went for another
         // reason (its pod is terminating, a successor took over, a person deleted it) may still be
@@ -709,7 +691,7 @@ impl Reconciler<Host> for HostReconciler {
         if !finalizer::has_finalizer(host.as_ref(), finalizers::HOST) {
             finalizer::add(&self.api(), host.as_ref(), finalizers::HOST, NAME)
                 .await
-                .map_err(kube_err("adding the finalizer to Host", name.clone()))?;
+                .map_err(api_err("adding the finalizer to Host", name.clone()))?;
             self.monitor.metrics.write("finalizer");
         }
 
@@ -734,7 +716,7 @@ impl Reconciler<Host> for HostReconciler {
                 self.applier
                     .apply(&self.api(), &desired)
                     .await
-                    .map_err(kube_err("applying Host", name.clone()))?;
+                    .map_err(api_err("applying Host", name.clone()))?;
                 self.monitor.metrics.write("apply");
             }
         }

@@ -40,6 +40,7 @@ use weft_framework::{Action, Cache, Context, ReconcileError, Reconciler, finaliz
 use weft_host_api::{ClientError, HostClient, WorkloadState};
 use weft_scheduler_api::{Scheduler, SnapshotUpdate};
 
+use crate::error::{ApiError, api_err};
 use request::{ConfigRef, Identity, ResolvedConfig};
 
 /// The controller's name (wasmCloud's).
@@ -137,15 +138,8 @@ pub struct WorkloadSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("{action} {object}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// On what.
-        object: String,
-        /// The cause.
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// The host failed or did not answer; retried with back-off (the condition says why).
     #[error("{0}")]
     Host(String),
@@ -154,18 +148,9 @@ pub enum Error {
 impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
-            Self::Kube { source, .. } => weft_framework::reconcile::kube_error_category(source),
+            Self::Api(e) => e.category(),
             Self::Host(_) => "host",
         }
-    }
-}
-
-fn kube_err(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let object = object.into();
-    move |source| Error::Kube {
-        action,
-        object,
-        source,
     }
 }
 
@@ -225,7 +210,7 @@ impl WorkloadReconciler {
                     match api
                         .get_opt(name)
                         .await
-                        .map_err(kube_err("reading", r.to_string()))?
+                        .map_err(api_err("reading", r.to_string()))?
                     {
                         Some(cm) => {
                             out.config_maps.insert(name.clone(), cm.data.unwrap_or_default());
@@ -238,7 +223,7 @@ impl WorkloadReconciler {
                     match api
                         .get_opt(name)
                         .await
-                        .map_err(kube_err("reading", r.to_string()))?
+                        .map_err(api_err("reading", r.to_string()))?
                     {
                         Some(s) => {
                             let mut data: BTreeMap<String, String> = s.string_data.unwrap_or_default();
@@ -334,7 +319,7 @@ impl WorkloadReconciler {
         let api: Api<Workload> = Api::namespaced(self.client.clone(), ns);
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(kube_err("writing the status of Workload", format!("{ns}/{name}")))?;
+            .map_err(api_err("writing the status of Workload", format!("{ns}/{name}")))?;
         Ok(())
     }
 
@@ -390,7 +375,7 @@ impl WorkloadReconciler {
         let api: Api<Workload> = Api::namespaced(self.client.clone(), ns);
         finalizer::remove(&api, w, finalizers::WORKLOAD, NAME)
             .await
-            .map_err(kube_err("releasing Workload", format!("{ns}/{name}")))?;
+            .map_err(api_err("releasing Workload", format!("{ns}/{name}")))?;
         self.avoid
             .lock()
             .expect("avoid lock")
@@ -424,7 +409,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
         if !finalizer::has_finalizer(w.as_ref(), finalizers::WORKLOAD) {
             finalizer::add(&api, w.as_ref(), finalizers::WORKLOAD, NAME)
                 .await
-                .map_err(kube_err(
+                .map_err(api_err(
                     "adding the finalizer to Workload",
                     format!("{ns}/{name}"),
                 ))?;

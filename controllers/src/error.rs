@@ -1,0 +1,33 @@
+//! The error every controller shares for a failed Kubernetes API call.
+
+use weft_framework::reconcile::kube_error_category;
+
+/// A failed Kubernetes API call: what was being done, to which object, and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {object}: {source}")]
+pub struct ApiError {
+    /// What was being done, e.g. "deleting Host".
+    pub action: &'static str,
+    /// The object, e.g. `weft-system/calm-otter`.
+    pub object: String,
+    /// The cause.
+    #[source]
+    pub source: kube::Error,
+}
+
+impl ApiError {
+    /// The bounded metric category of the cause.
+    pub fn category(&self) -> &'static str {
+        kube_error_category(&self.source)
+    }
+}
+
+/// A `map_err` adapter: `api.delete(..).await.map_err(api_err("deleting Host", name))?`.
+pub fn api_err(action: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> ApiError {
+    let object = object.into();
+    move |source| ApiError {
+        action,
+        object,
+        source,
+    }
+}
