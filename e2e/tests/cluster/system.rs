@@ -77,6 +77,24 @@ fn metric(scrape: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
+/// `GET /` on `ip:9191` with `Host: host`: the status and the raw body (possibly chunked).
+async fn http_get_host(ip: &str, host: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect((ip, 9191)).await.expect("connect");
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
 /// Whether `pid` is a live (not zombie) process.
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -264,8 +282,42 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
         "{scrape}"
     );
 
-    // Deleting a host pod: its Host goes at once; the pod goes once the host drained and exited.
-    let (victim, survivor) = (pods[0].name_any(), pods[1].name_any());
+    // A Workload (the hello component), placed by the operator on one of the host pods and served there.
+    let workloads: Api<weft_crds::Workload> = Api::namespaced(admin.clone(), &ns);
+    let hello: weft_crds::Workload = serde_yaml::from_str(&format!(
+        "apiVersion: runtime.wasmcloud.dev/v1alpha1\nkind: Workload\nmetadata: {{name: hello}}\nspec:\n  components: [{{name: http, image: 'file://{}'}}]\n  hostInterfaces: [{{namespace: wasi, package: http, interfaces: [incoming-handler], config: {{host: hello.example.com}}}}]\n",
+        weft_test_components::HELLO
+    ))
+    .expect("a Workload");
+    workloads
+        .create(&kube::api::PostParams::default(), &hello)
+        .await
+        .expect("create the Workload");
+    let ready_on = |exclude: Option<String>| {
+        let workloads = workloads.clone();
+        async move {
+            eventually("the Workload to be Ready", SOON, || async {
+                let s = workloads.get("hello").await.ok()?.status?;
+                let host = s.host_id.clone()?;
+                (weft_crds::condition::is_true(&s.conditions, "Ready") && Some(&host) != exclude.as_ref())
+                    .then_some(host)
+            })
+            .await
+        }
+    };
+    let first_host = ready_on(None).await;
+    let (victim_pod, victim_ip) = host_ids[&first_host].clone();
+    let (status, body) = http_get_host(&victim_ip, "hello.example.com").await;
+    assert!(status == 200 && body.contains("hello\n"), "{status} {body:?}");
+
+    // Deleting the host pod it runs on: its Host goes at once, the Workload is placed on the other host
+    // pod; the pod goes once the host drained and exited.
+    let victim = victim_pod.name_any();
+    let survivor = pods
+        .iter()
+        .map(|p| p.name_any())
+        .find(|n| n != &victim)
+        .expect("another pod");
     let pid = container_pid(&api.get(&victim).await.unwrap()).expect("the host process");
     let final_state = tokio::spawn({
         let api = api.clone();
@@ -280,6 +332,7 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
             panic!("the watch ended")
         }
     });
+    let deleted_at = std::time::Instant::now();
     api.delete(&victim, &DeleteParams::default())
         .await
         .expect("delete the pod");
@@ -292,6 +345,17 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
             .then_some(())
     })
     .await;
+    let moved_to = ready_on(Some(first_host.clone())).await;
+    println!(
+        "host pod deleted → its Workload Ready on the other host after {:?}",
+        deleted_at.elapsed()
+    );
+    let (_, survivor_ip) = host_ids[&moved_to].clone();
+    let (status, body) = http_get_host(&survivor_ip, "hello.example.com").await;
+    assert!(
+        status == 200 && body.contains("hello\n"),
+        "served by the other host: {status} {body:?}"
+    );
     let last = tokio::time::timeout(SOON, final_state)
         .await
         .expect("the pod to disappear")
