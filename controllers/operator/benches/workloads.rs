@@ -164,6 +164,20 @@ fn main() {
         )
         .await;
 
+        if let Some(m) = operator.metrics().await {
+            let mean = |name: &str, labels: &[(&str, &str)]| {
+                let sum = m.value(&format!("{name}_sum"), labels).unwrap_or(0.0);
+                let count = m.value(&format!("{name}_count"), labels).unwrap_or(0.0);
+                if count > 0.0 { sum / count * 1000.0 } else { 0.0 }
+            };
+            println!(
+                "operator means: reconcile {:.1} ms, start request {:.1} ms, status request {:.1} ms, scheduling {:.2} ms",
+                mean("controller_runtime_reconcile_time_seconds", &[("controller", "workload-replica")]),
+                mean("weft_host_request_seconds", &[("command", "start"), ("result", "ok")]),
+                mean("weft_host_request_seconds", &[("command", "status"), ("result", "ok")]),
+                mean("weft_workload_scheduling_seconds", &[]),
+            );
+        }
         let rate = |all: Duration| n as f64 / all.as_secs_f64();
         println!(
             "pods (process-kubelet, baseline): n={n} {:.1}/s, create→Ready p50 {:.0} ms p99 {:.0} ms",
