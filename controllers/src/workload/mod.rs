@@ -200,6 +200,14 @@ impl WorkloadReconciler {
         self.hosts.find(|h| h.spec.host_id == id).into_iter().next()
     }
 
+    /// `name (id)` of a host for messages, or the ID alone when its Host is not cached.
+    fn host_label(&self, id: &str) -> String {
+        match self.host_by_id(id).and_then(|h| h.metadata.name.clone()) {
+            Some(name) => format!("{name} ({id})"),
+            None => id.to_string(),
+        }
+    }
+
     /// Reads every ConfigMap and Secret the Workload names; the first missing one is the error.
     async fn resolve(&self, ns: &str, w: &Workload) -> Result<Result<ResolvedConfig, ConfigRef>, Error> {
         let mut out = ResolvedConfig::default();
@@ -535,6 +543,8 @@ impl Reconciler<Workload> for WorkloadReconciler {
             return self.finish(&ns, &name, &before, status, Action::requeue()).await;
         }
 
+        let host = self.host_label(&host_id);
+
         // Placement.
         if status.workload_id.is_none() {
             let annotations = w.metadata.annotations.clone().unwrap_or_default();
@@ -586,7 +596,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                             ct::PLACEMENT,
                             ConditionStatus::True,
                             reasons::AVAILABLE,
-                            format!("started on host {host_id}"),
+                            format!("started on host {host}"),
                         ),
                     );
                     self.avoid.lock().expect("avoid lock").remove(&uid);
@@ -600,7 +610,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                             ct::PLACEMENT,
                             ConditionStatus::True,
                             reasons::AVAILABLE,
-                            format!("started on host {host_id}"),
+                            format!("started on host {host}"),
                         ),
                     );
                 }
@@ -608,11 +618,11 @@ impl Reconciler<Workload> for WorkloadReconciler {
                     let (reason, message) = match &e {
                         ClientError::Host { message, .. } => (
                             HOST_ERROR,
-                            format!("host {host_id} could not start the workload: {message}"),
+                            format!("host {host} could not start the workload: {message}"),
                         ),
                         other => (
                             HOST_UNREACHABLE,
-                            format!("host {host_id} did not answer the start: {other}"),
+                            format!("host {host} did not answer the start: {other}"),
                         ),
                     };
                     set(
@@ -681,7 +691,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                 WorkloadState::NotFound | WorkloadState::Stopping => {
                     // The host no longer runs it (e.g. it restarted): place it again.
                     let message = format!(
-                        "host {host_id} no longer runs the workload ({}); placing it again",
+                        "host {host} no longer runs the workload ({}); placing it again",
                         st.workload_state.as_str_name()
                     );
                     set(
@@ -720,7 +730,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                         ct::SYNC,
                         ConditionStatus::Unknown,
                         HOST_UNREACHABLE,
-                        format!("host {host_id} did not answer the status request: {e}"),
+                        format!("host {host} did not answer the status request: {e}"),
                     ),
                 );
                 next = Action::requeue();
@@ -735,7 +745,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                     ct::READY,
                     ConditionStatus::True,
                     reasons::AVAILABLE,
-                    format!("running on host {host_id}"),
+                    format!("running on host {host}"),
                 ),
             );
         } else {
