@@ -237,7 +237,12 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
                     .status
                     .as_ref()
                     .is_some_and(|s| weft_crds::condition::is_true(&s.conditions, "Ready"));
-                ready.then_some(h)
+                // The finalizer is added right after the Host is created.
+                let finalized = h
+                    .finalizers()
+                    .iter()
+                    .any(|f| f == weft_crds::names::finalizers::HOST);
+                (ready && finalized).then_some(h)
             },
         )
         .await;
@@ -310,8 +315,8 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
     let (status, body) = http_get_host(&victim_ip, "hello.example.com").await;
     assert!(status == 200 && body.contains("hello\n"), "{status} {body:?}");
 
-    // Deleting the host pod it runs on: its Host goes at once, the Workload is placed on the other host
-    // pod; the pod goes once the host drained and exited.
+    // Deleting the host pod it runs on: its Host goes at once, the Workload is placed on another host
+    // (the other pod's, or the replacement pod's); the pod goes once the host drained and exited.
     let victim = victim_pod.name_any();
     let survivor = pods
         .iter()
@@ -350,8 +355,17 @@ async fn operator_and_host_group_from_the_shipped_manifests() {
         "host pod deleted → its Workload Ready on the other host after {:?}",
         deleted_at.elapsed()
     );
-    let (_, survivor_ip) = host_ids[&moved_to].clone();
-    let (status, body) = http_get_host(&survivor_ip, "hello.example.com").await;
+    // The other host pod, or the replacement pod's new host: whichever the scheduler chose.
+    let new_host_ip = hosts
+        .list(&Default::default())
+        .await
+        .expect("list Hosts")
+        .items
+        .into_iter()
+        .find(|h| h.spec.host_id == moved_to)
+        .and_then(|h| h.spec.hostname)
+        .expect("the new host's Host");
+    let (status, body) = http_get_host(&new_host_ip, "hello.example.com").await;
     assert!(
         status == 200 && body.contains("hello\n"),
         "served by the other host: {status} {body:?}"
