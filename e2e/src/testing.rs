@@ -51,6 +51,42 @@ where
     Ok(parse_response(&String::from_utf8_lossy(&raw)))
 }
 
+/// Sends `GET /` to `addr` with `Host: host` (how a host's ingress routes to a workload) and returns the
+/// whole response, its body de-chunked.
+pub async fn http_get_host<A>(addr: A, host: &str) -> std::io::Result<HttpResponse>
+where
+    A: tokio::net::ToSocketAddrs,
+{
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let mut response = parse_response(&text);
+    let head = text.split_once("\r\n\r\n").map_or(&*text, |(h, _)| h);
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        response.body = dechunk(&response.body);
+    }
+    Ok(response)
+}
+
+/// Decodes a chunked body (`<hex size>\r\n<data>\r\n` … `0\r\n\r\n`).
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
 /// Splits a whole `Connection: close` HTTP/1.1 response into status, content type and body.
 pub fn parse_response(text: &str) -> HttpResponse {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
@@ -81,6 +117,13 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(r.content_type, "text/plain");
         assert_eq!(r.body, "not ready");
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded() {
+        assert_eq!(dechunk("6\r\nhello\n\r\n0\r\n\r\n"), "hello\n");
+        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+        assert_eq!(dechunk("zz\r\n"), "");
     }
 
     #[test]

@@ -50,41 +50,12 @@ async fn ready(api: &Api<Workload>, name: &str) -> Workload {
     .await
 }
 
-/// `GET /` with `Host: host` from 127.0.0.1:`port`: the status and the (de-chunked) body.
+/// `GET /` with `Host: host` from 127.0.0.1:`port`: the status and the body.
 async fn get_body(port: u16, host: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let r = weft_e2e::testing::http_get_host(("127.0.0.1", port), host)
         .await
-        .expect("connect");
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+        .expect("GET");
+    (r.status, r.body)
 }
 
 fn denied(events: &[AuditEvent], user: &str) -> Vec<String> {

@@ -77,22 +77,12 @@ fn metric(scrape: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
-/// `GET /` on `ip:9191` with `Host: host`: the status and the raw body (possibly chunked).
+/// `GET /` on `ip:9191` with `Host: host`: the status and the body.
 async fn http_get_host(ip: &str, host: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect((ip, 9191)).await.expect("connect");
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let r = weft_e2e::testing::http_get_host((ip, 9191), host)
+        .await
+        .expect("GET");
+    (r.status, r.body)
 }
 
 /// Whether `pid` is a live (not zombie) process.
