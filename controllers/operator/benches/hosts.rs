@@ -15,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kube::{Api, ResourceExt};
-use support::{Operator, install_host_crd, install_rbac, ready, ready_host_on, spawn_host};
+use support::{Operator, install_host_crd, install_rbac, percentile, ready, ready_host_on, spawn_host};
 use weft_crds::{ConditionStatus, Host};
 use weft_e2e::Env;
 
@@ -24,11 +24,6 @@ const KILLS: usize = 20;
 const BASELINE_KILLS: usize = 3;
 const HOSTS: usize = 5;
 const STEADY: Duration = Duration::from_secs(60);
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 /// Kills `kills` hosts one after the other; returns (not Ready, deleted) times.
 async fn detection(
@@ -123,27 +118,22 @@ async fn steady_writes(env: &Env) -> f64 {
 fn report(label: &str, unready: &mut [Duration], deleted: &mut [Duration]) -> (Duration, Duration) {
     unready.sort();
     deleted.sort();
-    let (p50, p99) = (pct(unready, 0.5), pct(unready, 0.99));
+    let (p50, p99) = (percentile(unready, 0.5), percentile(unready, 0.99));
     println!(
         "{label}: n={} not Ready p50 {:.2}s p99 {:.2}s; deleted p50 {:.2}s p99 {:.2}s",
         unready.len(),
         p50.as_secs_f64(),
         p99.as_secs_f64(),
-        pct(deleted, 0.5).as_secs_f64(),
-        pct(deleted, 0.99).as_secs_f64()
+        percentile(deleted, 0.5).as_secs_f64(),
+        percentile(deleted, 0.99).as_secs_f64()
     );
-    (p50, pct(deleted, 0.5))
+    (p50, percentile(deleted, 0.5))
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some(rt) = support::bench_runtime() else {
         return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    };
     rt.block_on(async {
         let env = Env::shared().await;
         install_host_crd(&env.admin_client()).await;

@@ -23,7 +23,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
-use support::{Operator, eventually, install_host_crd, install_rbac};
+use support::{Operator, eventually, install_host_crd, install_rbac, percentile};
 use weft_crds::{Host, HostFields};
 use weft_e2e::Env;
 use weft_framework::{Action, Context, Failure, InformerOptions, Manager, ManagerConfig, Reconciler};
@@ -95,11 +95,6 @@ impl Reconciler<ConfigMap> for WeftSide {
 #[derive(Debug, thiserror::Error)]
 #[error("never")]
 struct Never;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
 
 fn summary(mut v: Vec<Duration>) -> (Duration, Duration, usize) {
     v.sort();
@@ -443,14 +438,9 @@ fn main() {
         rt.block_on(reflector_role());
         return;
     }
-    if std::env::args().any(|a| a == "--list") {
+    let Some(rt) = support::bench_runtime() else {
         return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    };
     rt.block_on(async {
         let env = Env::shared().await;
         latency(env).await;

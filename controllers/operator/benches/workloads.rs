@@ -118,22 +118,17 @@ where
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+    support::percentile(sorted, p).as_secs_f64() * 1000.0
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some(rt) = support::bench_runtime() else {
         return;
-    }
+    };
     let n: usize = std::env::var("WEFT_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     rt.block_on(async {
         let env = Env::shared().await;
         let admin = env.admin_client();

@@ -113,6 +113,27 @@ impl Operator {
     }
 }
 
+/// The `p` quantile (0–1) of sorted durations (benchmarks).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// What a harness-free benchmark's `main` starts with: `None` when cargo only lists benchmarks
+/// (`--list`), else the 2-worker runtime the benchmarks run on.
+pub fn bench_runtime() -> Option<tokio::runtime::Runtime> {
+    if std::env::args().any(|a| a == "--list") {
+        return None;
+    }
+    Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    )
+}
+
 /// A `weft-host` process on 127.0.0.1 (stopped when dropped).
 pub struct HostProcess {
     pub process: Supervised,
