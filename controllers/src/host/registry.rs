@@ -362,24 +362,6 @@ impl Registry {
             }
         }
     }
-
-    /// Hosts heard, for metrics.
-    pub fn len(&self) -> usize {
-        self.hosts.len()
-    }
-
-    /// Whether no host has been heard.
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
-    }
-
-    /// The IDs and names of every host heard.
-    pub fn names(&self) -> Vec<(String, String)> {
-        self.hosts
-            .iter()
-            .map(|(id, o)| (id.clone(), o.name.clone()))
-            .collect()
-    }
 }
 
 #[cfg(test)]

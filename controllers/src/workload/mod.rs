@@ -127,13 +127,6 @@ impl WorkloadMetrics {
     }
 }
 
-/// Settings of the Workload controller.
-#[derive(Debug, Clone)]
-pub struct WorkloadSettings {
-    /// Hosts live here.
-    pub operator_namespace: String,
-}
-
 /// Errors of the Workload reconcile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -208,42 +201,43 @@ impl WorkloadReconciler {
         }
     }
 
+    /// Reads the ConfigMap or Secret `name` of `ns` (`None` if it does not exist).
+    async fn get<K>(&self, ns: &str, name: &str, what: &ConfigRef) -> Result<Option<K>, Error>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        Ok(api
+            .get_opt(name)
+            .await
+            .map_err(api_err("reading", what.to_string()))?)
+    }
+
     /// Reads every ConfigMap and Secret the Workload names; the first missing one is the error.
     async fn resolve(&self, ns: &str, w: &Workload) -> Result<Result<ResolvedConfig, ConfigRef>, Error> {
         let mut out = ResolvedConfig::default();
         for r in request::config_refs(&w.spec) {
             match &r {
-                ConfigRef::ConfigMap(name) => {
-                    let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-                    match api
-                        .get_opt(name)
-                        .await
-                        .map_err(api_err("reading", r.to_string()))?
-                    {
-                        Some(cm) => {
-                            out.config_maps.insert(name.clone(), cm.data.unwrap_or_default());
-                        }
-                        None => return Ok(Err(r)),
+                ConfigRef::ConfigMap(name) => match self.get::<ConfigMap>(ns, name, &r).await? {
+                    Some(cm) => {
+                        out.config_maps.insert(name.clone(), cm.data.unwrap_or_default());
                     }
-                }
-                ConfigRef::Secret(name) => {
-                    let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-                    match api
-                        .get_opt(name)
-                        .await
-                        .map_err(api_err("reading", r.to_string()))?
-                    {
-                        Some(s) => {
-                            let mut data: BTreeMap<String, String> = s.string_data.unwrap_or_default();
-                            for (k, ByteString(v)) in s.data.unwrap_or_default() {
-                                data.insert(k, String::from_utf8_lossy(&v).into_owned());
-                            }
-                            out.secrets
-                                .insert(name.clone(), (s.type_.unwrap_or_default(), data));
+                    None => return Ok(Err(r)),
+                },
+                ConfigRef::Secret(name) => match self.get::<Secret>(ns, name, &r).await? {
+                    Some(s) => {
+                        let mut data: BTreeMap<String, String> = s.string_data.unwrap_or_default();
+                        for (k, ByteString(v)) in s.data.unwrap_or_default() {
+                            data.insert(k, String::from_utf8_lossy(&v).into_owned());
                         }
-                        None => return Ok(Err(r)),
+                        out.secrets
+                            .insert(name.clone(), (s.type_.unwrap_or_default(), data));
                     }
-                }
+                    None => return Ok(Err(r)),
+                },
             }
         }
         Ok(Ok(out))
@@ -536,7 +530,12 @@ impl Reconciler<Workload> for WorkloadReconciler {
             let message = format!("host {host_id} is gone; placing the workload again");
             set(
                 &mut status,
-                cond(ct::PLACEMENT, ConditionStatus::False, "HostLost", message),
+                cond(
+                    ct::PLACEMENT,
+                    ConditionStatus::False,
+                    crate::host::handback::HOST_LOST,
+                    message,
+                ),
             );
             condition::remove(&mut status.conditions, ct::HOST_SELECTION);
             unplace(&mut status);

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use weft_crds::names::{condition_types, labels};
+use weft_crds::names::condition_types;
 use weft_crds::{Host, Workload};
 use weft_scheduler_api::{HostInfo, percent_to_bp};
 
@@ -78,15 +78,6 @@ pub fn host_infos<'a>(
         });
     }
     out
-}
-
-/// Whether a Host's label says it is a host group's (only for messages).
-pub fn host_group(h: &Host) -> Option<&str> {
-    h.metadata
-        .labels
-        .as_ref()?
-        .get(labels::HOST_GROUP)
-        .map(String::as_str)
 }
 
 #[cfg(test)]
