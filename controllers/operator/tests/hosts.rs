@@ -411,7 +411,7 @@ async fn namesakes_successors_and_malformed_heartbeats() {
     assert!(workload.status.is_some());
     drop(first);
     let started = Instant::now();
-    let _successor = PeerHost::start(&nats, peer("cccc3333-0000", "new-name", "10.1.0.1")).await;
+    let successor = PeerHost::start(&nats, peer("cccc3333-0000", "new-name", "10.1.0.1")).await;
     eventually("the successor's Host", WAIT, || async {
         hosts
             .get_opt("new-name")
@@ -445,7 +445,9 @@ async fn namesakes_successors_and_malformed_heartbeats() {
         "the namesake stays"
     );
 
-    // Malformed heartbeats are counted and dropped; nothing else changes.
+    // Malformed heartbeats are counted and dropped, also when no valid heartbeat follows them;
+    // nothing else changes.
+    drop((second, successor));
     let before = hosts.list(&ListParams::default()).await.unwrap().items.len();
     let base = operator
         .metrics()
@@ -467,7 +469,6 @@ async fn namesakes_successors_and_malformed_heartbeats() {
         hosts.list(&ListParams::default()).await.unwrap().items.len(),
         before
     );
-    drop(second);
 }
 
 /// A CA and a server certificate for 127.0.0.1, written to `dir`: (ca, cert, key).

@@ -274,12 +274,14 @@ impl HostMonitor {
         let now = Instant::now();
         let hosts = self.hosts.clone();
         let namespace = self.namespace.clone();
-        let (Some(recorded), interval_sample) = ({
+        let (recorded, previous) = {
             let mut reg = self.lock();
-            let previous = reg
-                .get(&hb.id)
-                .map(|o| (o.heartbeat.workload_count, o.heartbeat.component_count));
-            let before = reg.get(&hb.id).and_then(|o| o.live.last_heard);
+            let previous = reg.get(&hb.id).map(|o| {
+                (
+                    (o.heartbeat.workload_count, o.heartbeat.component_count),
+                    o.live.last_heard,
+                )
+            });
             let recorded = reg.record_heartbeat(hb, now, Timestamp::now(), link.epoch, |name| {
                 hosts.get_namespaced(&namespace, name).map(|h| NameHolder {
                     host_id: h.spec.host_id.clone(),
@@ -289,15 +291,20 @@ impl HostMonitor {
                     last_heard: None,
                 })
             });
-            if previous.is_some_and(|p| p != counts)
-                && let Some(f) = self.workloads_changed.get()
-            {
-                f(&host_id);
-            }
-            (recorded, before.map(|b| now.saturating_duration_since(b)))
-        }) else {
+            (recorded, previous)
+        };
+        let Some(recorded) = recorded else {
             return;
         };
+        // Outside the registry lock: the Workload controller looks at this host's Workloads.
+        if previous.is_some_and(|(p, _)| p != counts)
+            && let Some(f) = self.workloads_changed.get()
+        {
+            f(&host_id);
+        }
+        let interval_sample = previous
+            .and_then(|(_, heard)| heard)
+            .map(|b| now.saturating_duration_since(b));
         if let Some(gap) = interval_sample {
             self.metrics.interval.observe(gap.as_secs_f64());
         }
@@ -349,6 +356,14 @@ impl Runnable for HeartbeatListener {
             let mut link = monitor.bus.watch();
             let mut epoch = link.borrow().epoch;
             let mut counted = 0;
+            // Malformed payloads never reach this loop (the subscription drops them), so their count is
+            // folded into the metric on a tick as well as with each valid heartbeat.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut fold_malformed = || {
+                let seen = malformed.get();
+                monitor.metrics.malformed.inc_by(seen - counted);
+                counted = seen;
+            };
             tracing::info!(
                 subject = weft_host_api::subjects::HEARTBEAT_WILDCARD,
                 "listening for heartbeats"
@@ -367,10 +382,9 @@ impl Runnable for HeartbeatListener {
                             }
                         }
                     }
+                    _ = tick.tick() => fold_malformed(),
                     msg = heartbeats.next() => {
-                        let seen = malformed.get();
-                        monitor.metrics.malformed.inc_by(seen - counted);
-                        counted = seen;
+                        fold_malformed();
                         match msg {
                             Some(hb) => monitor.on_heartbeat(hb),
                             None => return Err("the heartbeat subscription ended".into()),
