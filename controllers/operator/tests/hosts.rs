@@ -154,7 +154,12 @@ async fn heartbeats_become_ready_hosts_and_a_silent_death_is_detected_then_its_w
         })
     })
     .await;
-    assert!(handed.note.unwrap_or_default().contains(&name));
+    assert!(
+        handed
+            .note
+            .unwrap_or_default()
+            .contains(&doomed_host.spec.host_id)
+    );
     eventually("the Workload to run on the other host", WAIT, || async {
         let s = workloads.get("bare").await.ok()?.status?;
         (condition::is_true(&s.conditions, condition_types::READY)

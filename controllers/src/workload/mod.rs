@@ -528,6 +528,16 @@ impl Reconciler<Workload> for WorkloadReconciler {
         // again, unless it is pinned.
         if w.spec.host_id.as_deref().is_none_or(str::is_empty) && self.host_by_id(&host_id).is_none() {
             let message = format!("host {host_id} is gone; placing the workload again");
+            // The same Event the Host finalizer records when it hands a Workload back: whichever notices
+            // first, the user sees why the Workload moves.
+            self.recorder
+                .warning(
+                    w.as_ref(),
+                    crate::host::handback::HOST_LOST,
+                    "Reschedule",
+                    message.clone(),
+                )
+                .await;
             set(
                 &mut status,
                 cond(
