@@ -18,6 +18,7 @@ pub mod host;
 pub mod names;
 pub mod replica_set;
 mod schema;
+pub mod template_hash;
 pub mod workload;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
