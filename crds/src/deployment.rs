@@ -36,6 +36,7 @@ const DEPLOYMENT_DESCRIPTION: &str = "Rolls out and scales a Workload template a
 through one WorkloadReplicaSet per template.";
 
 /// Desired state of a WorkloadDeployment.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "runtime.wasmcloud.dev",
@@ -57,6 +58,36 @@ through one WorkloadReplicaSet per template.";
         name = "READY",
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "CURRENT",
+        type_ = "integer",
+        json_path = ".status.currentReplicas",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "UP-TO-DATE",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "AVAILABLE",
+        type_ = "integer",
+        json_path = ".status.replicas.ready",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "MESSAGE",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Deploy")].message"#,
+        priority = "1"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        priority = "1"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -192,6 +223,13 @@ pub struct WorkloadDeploymentStatus {
     /// selector, which autoscalers need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// Weft extension: Workload replicas of the current template (`kubectl get deploy`'s UP-TO-DATE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_replicas: Option<i32>,
+    /// Weft extension: the `.metadata.generation` this status was computed from; a rollout of the
+    /// latest spec is complete when it equals the generation and `Ready` is True.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 impl JsonSchema for WorkloadDeployment {

@@ -38,6 +38,10 @@ pub mod labels {
     /// On a WorkloadReplicaSet: the name of the WorkloadDeployment that owns it. The deployment's
     /// `status.selector` is `runtime.wasmcloud.dev/workload-deployment=<name>`.
     pub const WORKLOAD_DEPLOYMENT: &str = "runtime.wasmcloud.dev/workload-deployment";
+    /// Weft: on a Workload created by a WorkloadReplicaSet, the template hash it was created from (the
+    /// same value as the [`WORKLOAD_REPLICA_SET_GENERATION`](super::annotations::WORKLOAD_REPLICA_SET_GENERATION)
+    /// annotation, as a label so it can be selected on).
+    pub const TEMPLATE_HASH: &str = "weft.dev/template-hash";
     /// On an EndpointSlice: the Service it belongs to (the Kubernetes standard label).
     pub const ENDPOINT_SLICE_SERVICE_NAME: &str = "kubernetes.io/service-name";
     /// On an EndpointSlice managed for a Workload's Service, with the value `"true"`.

@@ -20,6 +20,7 @@ const REPLICA_SET_DESCRIPTION: &str = "Keeps a number of Workloads created from 
 ReplicaSet; normally owned by a WorkloadDeployment.";
 
 /// Desired state of a WorkloadReplicaSet.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "runtime.wasmcloud.dev",
@@ -36,6 +37,30 @@ ReplicaSet; normally owned by a WorkloadDeployment.";
         name = "READY",
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "CURRENT",
+        type_ = "integer",
+        json_path = ".status.replicas.current",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "AVAILABLE",
+        type_ = "integer",
+        json_path = ".status.replicas.ready",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "MESSAGE",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].message"#,
+        priority = "1"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        priority = "1"
     )
 )]
 #[serde(rename_all = "camelCase")]
