@@ -6,14 +6,20 @@
 
 use std::sync::Arc;
 
-use weft_crds::{Host, Workload};
+use std::time::Duration;
+
+use weft_crds::{Artifact, Host, Workload, WorkloadDeployment, WorkloadReplicaSet};
 use weft_framework::events::EventRecorder;
 use weft_framework::{InformerOptions, Manager, predicate};
 
+pub mod artifact;
 pub mod bus;
+pub mod deployment;
 pub mod error;
+pub mod expectations;
 pub mod host;
 pub mod pod_finalizer;
+pub mod replicaset;
 pub mod workload;
 
 pub use bus::{Bus, BusSettings};
@@ -38,6 +44,38 @@ pub struct Settings {
     pub workload_workers: usize,
     /// Namespaces whose Workloads (and their ConfigMaps and Secrets) the operator manages; empty: all.
     pub watch_namespaces: Vec<String>,
+    /// How long a deleted Workload keeps serving before it is stopped on its host, so routing (the
+    /// gateway, EndpointSlices) has dropped it first.
+    pub workload_drain_delay: Duration,
+    /// Parallel reconciles of the WorkloadReplicaSet controller.
+    pub replica_set_workers: usize,
+    /// How long a replica may stay out of sync before its replica set replaces it.
+    pub replica_grace_period: Duration,
+    /// Parallel reconciles of the WorkloadDeployment controller.
+    pub deployment_workers: usize,
+    /// Whether this operator publishes Artifacts (off when another controller does, like wasmCloud's
+    /// `-disable-artifact-controller`).
+    pub artifact_controller: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            operator_namespace: "weft-system".into(),
+            host_namespaces: Vec::new(),
+            pod_finalizer_workers: 4,
+            instance: None,
+            hosts: HostSettings::default(),
+            host_workers: 4,
+            workload_workers: 8,
+            watch_namespaces: Vec::new(),
+            workload_drain_delay: workload::DEFAULT_DRAIN_DELAY,
+            replica_set_workers: 4,
+            replica_grace_period: replicaset::DEFAULT_GRACE_PERIOD,
+            deployment_workers: 4,
+            artifact_controller: true,
+        }
+    }
 }
 
 impl Settings {
@@ -77,7 +115,129 @@ pub fn add_all(
 ) -> Result<(), weft_framework::Error> {
     add_pod_finalizer(mgr, settings)?;
     let monitor = add_host_controller(mgr, settings, bus)?;
-    add_workload_controller(mgr, settings, bus, scheduler, Some(&monitor))
+    add_workload_controller(mgr, settings, bus, scheduler, Some(&monitor))?;
+    add_replica_set_controller(mgr, settings)?;
+    add_deployment_controller(mgr, settings)?;
+    if settings.artifact_controller {
+        add_artifact_controller(mgr, settings)?;
+    }
+    Ok(())
+}
+
+/// The shared WorkloadReplicaSet informer (the watched namespaces), indexed by controlling deployment.
+pub fn replica_set_informer(
+    mgr: &Manager,
+    settings: &Settings,
+) -> Result<weft_framework::Informer<WorkloadReplicaSet>, weft_framework::Error> {
+    let sets = mgr.informer::<WorkloadReplicaSet>(settings.watched())?;
+    sets.cache().add_index(
+        replicaset::REPLICA_SET_OWNER_INDEX,
+        Arc::new(replicaset::replica_set_owner_index),
+    );
+    Ok(sets)
+}
+
+/// Registers the WorkloadReplicaSet controller: it owns Workloads.
+pub fn add_replica_set_controller(
+    mgr: &mut Manager,
+    settings: &Settings,
+) -> Result<(), weft_framework::Error> {
+    let sets = replica_set_informer(mgr, settings)?;
+    let workloads = workload_informer(mgr, settings)?;
+    let metrics = {
+        let registry = mgr.metrics().registry();
+        let mut registry = registry.write().expect("metrics registry lock");
+        replicaset::ReplicaSetMetrics::register(&mut registry)
+    };
+    let reconciler = replicaset::ReplicaSetReconciler::new(
+        mgr.client(),
+        sets.cache(),
+        workloads.cache(),
+        settings.replica_grace_period,
+        metrics,
+    );
+    let controller = mgr
+        .controller(replicaset::NAME, &sets)
+        .owns(&workloads)
+        .concurrency(settings.replica_set_workers)
+        .build(reconciler);
+    mgr.add(controller);
+    Ok(())
+}
+
+/// Registers the WorkloadDeployment controller: it owns replica sets, and watches their Workloads (the
+/// rollout is paced by their readiness) and the Artifacts deployments list.
+pub fn add_deployment_controller(
+    mgr: &mut Manager,
+    settings: &Settings,
+) -> Result<(), weft_framework::Error> {
+    use weft_framework::ObjectKey;
+    let deployments = mgr.informer::<WorkloadDeployment>(settings.watched())?;
+    let sets = replica_set_informer(mgr, settings)?;
+    let workloads = workload_informer(mgr, settings)?;
+    let artifacts = mgr.informer::<Artifact>(settings.watched())?;
+    let metrics = {
+        let registry = mgr.metrics().registry();
+        let mut registry = registry.write().expect("metrics registry lock");
+        deployment::DeploymentMetrics::register(&mut registry)
+    };
+    let reconciler = deployment::DeploymentReconciler::new(
+        mgr.client(),
+        sets.cache(),
+        workloads.cache(),
+        artifacts.cache(),
+        metrics,
+    );
+    let set_cache = sets.cache();
+    let deployment_cache = deployments.cache();
+    let controller = mgr
+        .controller(deployment::NAME, &deployments)
+        .owns(&sets)
+        .watches(&workloads, move |w: &Workload| {
+            let ns = w.metadata.namespace.clone().unwrap_or_default();
+            replicaset::controller_of(&w.metadata, "WorkloadReplicaSet")
+                .and_then(|(rs, _)| set_cache.get_namespaced(&ns, &rs))
+                .and_then(|rs| replicaset::controller_of(&rs.metadata, "WorkloadDeployment"))
+                .map(|(d, _)| ObjectKey::namespaced(ns, d))
+                .into_iter()
+                .collect()
+        })
+        .watches(&artifacts, move |a: &Artifact| {
+            let ns = a.metadata.namespace.clone().unwrap_or_default();
+            let name = a.metadata.name.clone().unwrap_or_default();
+            deployment_cache
+                .list_namespace(&ns)
+                .iter()
+                .filter(|d| artifact::artifacts_of(d).contains(&name))
+                .filter_map(|d| ObjectKey::of(d.as_ref()))
+                .collect()
+        })
+        .concurrency(settings.deployment_workers)
+        .build(reconciler);
+    mgr.add(controller);
+    Ok(())
+}
+
+/// Registers the Artifact controller; deployment changes re-check the Artifacts they list (a deletion
+/// waiting for them goes ahead once the last one lets go).
+pub fn add_artifact_controller(mgr: &mut Manager, settings: &Settings) -> Result<(), weft_framework::Error> {
+    use weft_framework::ObjectKey;
+    let artifacts = mgr.informer::<Artifact>(settings.watched())?;
+    let deployments = mgr.informer::<WorkloadDeployment>(settings.watched())?;
+    let recorder = EventRecorder::new(mgr.client(), artifact::NAME, settings.instance.clone());
+    let reconciler = artifact::ArtifactReconciler::new(mgr.client(), deployments.cache(), recorder);
+    let controller = mgr
+        .controller(artifact::NAME, &artifacts)
+        .watches(&deployments, |d: &WorkloadDeployment| {
+            let ns = d.metadata.namespace.clone().unwrap_or_default();
+            artifact::artifacts_of(d)
+                .into_iter()
+                .map(|a| ObjectKey::namespaced(ns.clone(), a))
+                .collect()
+        })
+        .build(reconciler);
+    mgr.add(controller);
+    Ok(())
 }
 
 /// The keys of the Workloads that name the ConfigMap or Secret `obj`.
@@ -135,7 +295,8 @@ pub fn add_workload_controller(
         weft_host_api::HostClient::new(bus.client().clone()),
         recorder,
         metrics,
-    );
+    )
+    .with_drain_delay(settings.workload_drain_delay);
     let key_of = |w: &Arc<Workload>| ObjectKey::of(w.as_ref());
     let (cm_cache, secret_cache) = (workloads.cache(), workloads.cache());
     let placed = workloads.cache();
@@ -187,6 +348,10 @@ pub fn workload_informer(
     workloads
         .cache()
         .add_index(host::WORKLOAD_HOST_INDEX, Arc::new(host::workload_host_index));
+    workloads.cache().add_index(
+        replicaset::WORKLOAD_OWNER_INDEX,
+        Arc::new(replicaset::workload_owner_index),
+    );
     Ok(workloads)
 }
 
@@ -270,12 +435,7 @@ mod tests {
         let s = Settings {
             operator_namespace: "weft-system".into(),
             host_namespaces: vec!["b".into(), "a".into(), "weft-system".into(), String::new()],
-            pod_finalizer_workers: 1,
-            instance: None,
-            hosts: HostSettings::default(),
-            host_workers: 1,
-            workload_workers: 1,
-            watch_namespaces: Vec::new(),
+            ..Settings::default()
         };
         assert_eq!(s.all_host_namespaces(), vec!["a", "b", "weft-system"]);
     }

@@ -144,6 +144,28 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     workload_workers: usize,
 
+    /// How long a deleted Workload keeps serving before it is stopped on its host, so the gateway and
+    /// EndpointSlices drop it first (0 stops it at once).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    workload_drain_delay: Duration,
+
+    /// Parallel reconciles of the WorkloadReplicaSet controller.
+    #[arg(long, default_value_t = 4)]
+    replicaset_workers: usize,
+
+    /// How long a replica may stay out of sync (its `Sync` condition not True) before its replica set
+    /// replaces it (wasmCloud's grace period).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    replica_grace_period: Duration,
+
+    /// Parallel reconciles of the WorkloadDeployment controller.
+    #[arg(long, default_value_t = 4)]
+    deployment_workers: usize,
+
+    /// Leave Artifacts to another controller (wasmCloud's `-disable-artifact-controller`).
+    #[arg(long, default_value_t = false)]
+    disable_artifact_controller: bool,
+
     /// Log format: `text` or `json`. The level comes from RUST_LOG (default `info`).
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -274,6 +296,11 @@ async fn main() -> anyhow::Result<()> {
         host_workers: args.host_workers,
         workload_workers: args.workload_workers,
         watch_namespaces: args.watch_namespaces.clone(),
+        workload_drain_delay: args.workload_drain_delay,
+        replica_set_workers: args.replicaset_workers,
+        replica_grace_period: args.replica_grace_period,
+        deployment_workers: args.deployment_workers,
+        artifact_controller: !args.disable_artifact_controller,
     };
     let scheduler = scheduler(&args).context("setting up the scheduler")?;
     let bus = Bus::connect(&args.bus_settings(&identity))

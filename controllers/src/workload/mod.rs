@@ -51,6 +51,10 @@ pub const CONFIG_REF_INDEX: &str = "configRefs";
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// Failed stop attempts after which a deletion goes ahead anyway (with a Warning Event).
 pub const STOP_ATTEMPTS: u32 = 5;
+/// How long a deleted Workload keeps serving before it is stopped, by default: routes (the gateway,
+/// EndpointSlices, a test's client) drop it on its deletion timestamp, so requests already sent to it
+/// are answered instead of hitting a stopped workload.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(1);
 
 /// The reason on conditions the host's answer decided.
 pub const HOST_ERROR: &str = "HostError";
@@ -164,6 +168,13 @@ pub struct WorkloadReconciler {
     metrics: WorkloadMetrics,
     /// Hosts a Workload's last start failed on (by UID), avoided by its next selection.
     avoid: Mutex<HashMap<String, HashSet<String>>>,
+    drain_delay: Duration,
+    /// When this replica first saw each deleted Workload (by UID): the drain delay counts from there,
+    /// since deletion timestamps have whole seconds only.
+    draining: Mutex<HashMap<String, Instant>>,
+    /// Placements decided but maybe not in the cache yet (by UID), counted by the next decisions (the
+    /// way kube-scheduler assumes a pod bound before the watch shows it).
+    assumed: Mutex<HashMap<String, String>>,
 }
 
 impl WorkloadReconciler {
@@ -186,7 +197,17 @@ impl WorkloadReconciler {
             recorder,
             metrics,
             avoid: Mutex::default(),
+            drain_delay: Duration::ZERO,
+            draining: Mutex::default(),
+            assumed: Mutex::default(),
         }
+    }
+
+    /// Keeps a deleted, placed Workload running for `delay` after its deletion timestamp before it is
+    /// stopped on its host (default none; the operator uses [`DEFAULT_DRAIN_DELAY`]).
+    pub fn with_drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
     }
 
     fn host_by_id(&self, id: &str) -> Option<Arc<Host>> {
@@ -199,6 +220,35 @@ impl WorkloadReconciler {
             Some(name) => format!("{name} ({id})"),
             None => id.to_string(),
         }
+    }
+
+    /// The cached Workloads with the assumed placements filled in; assumptions the cache now shows (or
+    /// whose Workload is gone) are dropped.
+    fn with_assumed(&self, cached: &[Arc<Workload>]) -> Vec<Arc<Workload>> {
+        let mut assumed = self.assumed.lock().expect("assumed lock");
+        if assumed.is_empty() {
+            return cached.to_vec();
+        }
+        let mut seen = HashSet::new();
+        let out = cached
+            .iter()
+            .map(|w| {
+                let uid = w.uid().unwrap_or_default();
+                let Some(host) = assumed.get(&uid) else {
+                    return w.clone();
+                };
+                seen.insert(uid.clone());
+                if w.status.as_ref().is_some_and(|s| s.host_id.is_some()) {
+                    assumed.remove(&uid);
+                    return w.clone();
+                }
+                let mut copy = (**w).clone();
+                copy.status.get_or_insert_with(Default::default).host_id = Some(host.clone());
+                Arc::new(copy)
+            })
+            .collect();
+        assumed.retain(|uid, _| seen.contains(uid));
+        out
     }
 
     /// Reads the ConfigMap or Secret `name` of `ns` (`None` if it does not exist).
@@ -254,7 +304,11 @@ impl WorkloadReconciler {
             .cloned()
             .unwrap_or_default();
         let hosts = self.hosts.list();
-        let workloads = self.workloads.list();
+        let cached = self.workloads.list();
+        // Hold the scheduler for the whole decision: concurrent decisions see each other's placements
+        // through the assumed ones below, not through a cache that may not show them yet.
+        let mut scheduler = self.scheduler.lock().expect("scheduler lock");
+        let workloads = self.with_assumed(&cached);
         let infos = snapshot::host_infos(
             hosts.iter().map(|h| h.as_ref()),
             workloads
@@ -266,7 +320,6 @@ impl WorkloadReconciler {
         );
         let request = request::schedule_request(ns, name, &w.spec, snapshot::replica_set_of(w));
         let started = Instant::now();
-        let mut scheduler = self.scheduler.lock().expect("scheduler lock");
         let policy = request
             .scheduler_name
             .clone()
@@ -289,6 +342,12 @@ impl WorkloadReconciler {
             .apply(&updates)
             .and_then(|()| scheduler.place(&request))
             .map_err(|e| e.to_string());
+        if let Ok(p) = &result {
+            self.assumed
+                .lock()
+                .expect("assumed lock")
+                .insert(uid.clone(), p.host_id.clone());
+        }
         drop(scheduler);
         self.metrics.scheduling.observe(started.elapsed().as_secs_f64());
         self.metrics
@@ -350,6 +409,19 @@ impl WorkloadReconciler {
         let name = w.name_any();
         let status = w.status.clone().unwrap_or_default();
         if let (Some(host_id), Some(workload_id)) = (&status.host_id, &status.workload_id) {
+            let seen = *self
+                .draining
+                .lock()
+                .expect("draining lock")
+                .entry(w.uid().unwrap_or_default())
+                .or_insert_with(Instant::now);
+            if let Some(left) = self
+                .drain_delay
+                .checked_sub(seen.elapsed())
+                .filter(|d| !d.is_zero())
+            {
+                return Ok(Action::requeue_after(left));
+            }
             let started = Instant::now();
             let result = self.nats.stop(host_id, workload_id).await;
             self.metrics.request("stop", result.is_ok(), started.elapsed());
@@ -381,6 +453,10 @@ impl WorkloadReconciler {
         self.avoid
             .lock()
             .expect("avoid lock")
+            .remove(&w.uid().unwrap_or_default());
+        self.draining
+            .lock()
+            .expect("draining lock")
             .remove(&w.uid().unwrap_or_default());
         Ok(Action::Done)
     }
