@@ -213,40 +213,43 @@ async fn workloads_are_placed_started_served_stopped_and_placed_again_when_their
         message_of(&nowhere, ct::HOST_SELECTION)
     );
 
-    // Replicas of one WorkloadReplicaSet are spread over the hosts by the default policy.
+    // Replicas of one WorkloadReplicaSet, created by it at the same moment, are spread over the hosts
+    // by the default policy (each decision sees the ones just made).
     let set: weft_crds::WorkloadReplicaSet = serde_json::from_value(serde_json::json!({
         "apiVersion": "runtime.wasmcloud.dev/v1alpha1",
         "kind": "WorkloadReplicaSet",
         "metadata": {"name": "cart"},
-        "spec": {"replicas": 2, "template": {"spec": {"components": [{"name": "http", "image": "file:///x.wasm"}]}}},
+        "spec": {"replicas": 2, "template": {"spec": workload("t", weft_test_components::HELLO, "cart.test").spec}},
     }))
     .expect("a replica set");
     let set = Api::<weft_crds::WorkloadReplicaSet>::namespaced(admin.clone(), tenant.name())
         .create(&PostParams::default(), &set)
         .await
         .expect("create the replica set");
-    let mut spread_hosts = std::collections::BTreeSet::new();
-    for i in 0..2 {
-        let mut replica = workload(
-            &format!("cart-{i}"),
-            weft_test_components::HELLO,
-            &format!("cart-{i}.test"),
-        );
-        replica.metadata.owner_references = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "runtime.wasmcloud.dev/v1alpha1".into(),
-                kind: "WorkloadReplicaSet".into(),
-                name: "cart".into(),
-                uid: set.uid().unwrap_or_default(),
-                controller: Some(true),
-                ..Default::default()
-            },
-        ]);
-        create(&api, &replica).await;
-        // One at a time, so the second decision sees the first placement.
-        let placed = ready(&api, &format!("cart-{i}")).await;
-        spread_hosts.insert(placed.status.unwrap().host_id.unwrap());
-    }
+    let replicas = eventually("two Ready replicas of cart", WAIT, || async {
+        let owned: Vec<Workload> = api
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|w| {
+                w.owner_references()
+                    .iter()
+                    .any(|o| o.uid == set.uid().unwrap_or_default())
+            })
+            .collect();
+        (owned.len() == 2
+            && owned
+                .iter()
+                .all(|w| status_of(w, ct::READY) == ConditionStatus::True))
+        .then_some(owned)
+    })
+    .await;
+    let spread_hosts: std::collections::BTreeSet<String> = replicas
+        .iter()
+        .map(|w| w.status.clone().unwrap().host_id.unwrap())
+        .collect();
     assert_eq!(spread_hosts.len(), 2, "the two replicas run on different hosts");
 
     // Pinned to a host by spec.hostId.

@@ -113,6 +113,15 @@ impl Operator {
     }
 }
 
+impl Drop for Operator {
+    /// A failing test shows the end of the operator's log (its temp dir goes with it).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- weft-operator log (last 16 KiB) ----\n{}", self.log());
+        }
+    }
+}
+
 /// The `p` quantile (0–1) of sorted durations (benchmarks).
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
