@@ -9,14 +9,16 @@ use http::{Method, Request, Response};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
-use tower_test::mock::{self, Handle};
+use tower_test::mock;
 use weft_controllers::workload::{WorkloadMetrics, WorkloadReconciler};
 use weft_crds::condition::{Condition, ConditionStatus};
 use weft_crds::{Host, HostFields, HostStatus, Workload};
 use weft_framework::events::EventRecorder;
 use weft_framework::{Action, Cache, Context, ObjectKey, Reconciler};
 
-type Mock = Handle<Request<Body>, Response<Body>>;
+mod support;
+
+use support::{Mock, condition, expect, expect_nothing_more, not_found};
 
 fn workload(spec: Value) -> Workload {
     serde_json::from_value(json!({
@@ -79,50 +81,6 @@ async fn reconciler(hosts: Vec<Host>, workloads: Vec<Workload>) -> (WorkloadReco
         WorkloadMetrics::register(&mut metrics_registry),
     );
     (r, handle)
-}
-
-/// Answers the next request: checks its method and path, returns its JSON body.
-async fn expect(handle: &mut Mock, method: Method, path: &str, status: u16, reply: Value) -> Value {
-    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("expected {method} {path}, but no request came"))
-        .expect("the client is alive");
-    assert_eq!(request.method(), method, "{}", request.uri());
-    assert_eq!(request.uri().path(), path);
-    let body = request.into_body().collect_bytes().await.unwrap();
-    let sent = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap()
-    };
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-            .unwrap(),
-    );
-    sent
-}
-
-async fn expect_nothing_more(handle: &mut Mock) {
-    if let Ok(Some((request, _))) =
-        tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await
-    {
-        panic!("unexpected request {} {}", request.method(), request.uri());
-    }
-}
-
-fn not_found() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
-}
-
-fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
-    patch["status"]["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {patch}"))
 }
 
 fn ctx() -> Context {
