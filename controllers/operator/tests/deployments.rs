@@ -4,17 +4,15 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use support::{
-    Operator, WAIT, eventually, hello_workload, install_host_crd, install_rbac, ready_host_on, spawn_host,
+use support::rollout::{
+    Loop, cond_of, deployment, deployment_cond, patch_spec, ready, rolled_out, template_patch, workloads_of,
 };
-use tokio::sync::Mutex;
+use support::{Operator, WAIT, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host};
 use weft_crds::condition::{self, ConditionStatus};
 use weft_crds::names::{condition_types as ct, finalizers, labels};
 use weft_crds::{Artifact, Host, Workload, WorkloadDeployment, WorkloadReplicaSet};
@@ -24,240 +22,12 @@ use weft_testkit::free_port;
 const SA: &str = "weft-operator";
 const HTTP_HOST: &str = "hello.deploy.test";
 
-fn cond_of(conditions: &[weft_crds::Condition], type_: &str) -> (ConditionStatus, String, String) {
-    condition::find(conditions, type_).map_or((ConditionStatus::Unknown, String::new(), String::new()), |c| {
-        (
-            c.status.clone(),
-            c.reason.clone().unwrap_or_default(),
-            c.message.clone().unwrap_or_default(),
-        )
-    })
-}
-
-fn deployment_cond(d: &WorkloadDeployment, type_: &str) -> (ConditionStatus, String, String) {
-    cond_of(
-        d.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]),
-        type_,
-    )
-}
-
-fn workload_ready(w: &Workload) -> bool {
-    w.status
-        .as_ref()
-        .is_some_and(|s| condition::is_true(&s.conditions, ct::READY))
-}
-
-/// A deployment of `replicas` replicas of `image` (a file path) served for [`HTTP_HOST`].
-fn deployment(name: &str, replicas: i32, image: &str, extra: serde_json::Value) -> WorkloadDeployment {
-    let spec = hello_workload("t", image, HTTP_HOST).spec;
-    let mut value = serde_json::json!({
-        "apiVersion": "runtime.wasmcloud.dev/v1alpha1",
-        "kind": "WorkloadDeployment",
-        "metadata": {"name": name},
-        "spec": {"replicas": replicas, "template": {"spec": spec}},
-    });
-    if let (Some(spec), serde_json::Value::Object(extra)) = (value["spec"].as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    serde_json::from_value(value).expect("a deployment")
-}
-
-/// The deployment once its `Ready` is True for its latest generation (on timeout, the panic shows its
-/// status and its Workloads' conditions).
-async fn rolled_out(api: &Api<WorkloadDeployment>, name: &str) -> WorkloadDeployment {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let d = api.get(name).await.ok();
-        if let Some(d) = d.as_ref().filter(|d| {
-            deployment_cond(d, ct::READY).0 == ConditionStatus::True
-                && d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation
-        }) {
-            return d.clone();
-        }
-        if tokio::time::Instant::now() > deadline {
-            let workloads: Api<Workload> = Api::namespaced(
-                api.clone().into_client(),
-                &d.as_ref().and_then(|d| d.namespace()).unwrap_or_default(),
-            );
-            let ws: Vec<_> = workloads_of(&workloads, name)
-                .await
-                .into_iter()
-                .map(|w| (w.name_any(), w.status.map(|s| s.conditions)))
-                .collect();
-            panic!(
-                "WorkloadDeployment {name} was not rolled out within {WAIT:?}: {:#?}\nits Workloads: {ws:#?}",
-                d.map(|d| (d.metadata.generation, d.status))
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The deployment's Workloads (by the deployment label the replica sets put on them).
-async fn workloads_of(api: &Api<Workload>, deployment: &str) -> Vec<Workload> {
-    let lp = ListParams::default().labels(&format!("{}={deployment}", labels::WORKLOAD_DEPLOYMENT));
-    api.list(&lp).await.map(|l| l.items).unwrap_or_default()
-}
-
-/// What a request loop saw.
-#[derive(Debug, Default)]
-struct Traffic {
-    ok: u64,
-    failures: Vec<String>,
-    bodies: BTreeSet<String>,
-    /// Largest number of live (not deleting) replicas seen at once.
-    max_live: usize,
-    /// Smallest number of Ready live replicas seen once the loop had started.
-    min_ready: usize,
-    /// Whether replicas of two templates were ever live at the same time.
-    mixed: bool,
-}
-
-/// A bounded request loop through a client-side router: every 25 ms it lists the deployment's Workloads
-/// and routes to the hosts of the Ready ones that are not being deleted (what the gateway does from
-/// its caches); requests go round-robin over them until stopped (or for at most `limit`).
-struct Loop {
-    stop: Arc<AtomicBool>,
-    traffic: Arc<Mutex<Traffic>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Loop {
-    fn start(admin: Client, ns: &str, deployment: &str, limit: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let traffic = Arc::new(Mutex::new(Traffic {
-            min_ready: usize::MAX,
-            ..Traffic::default()
-        }));
-        let routes: Arc<std::sync::RwLock<Vec<u16>>> = Arc::default();
-        let primed = Arc::new(tokio::sync::Notify::new());
-        let workloads: Api<Workload> = Api::namespaced(admin.clone(), ns);
-        let hosts: Api<Host> = Api::namespaced(admin, ns);
-        let router = {
-            let (stop, traffic, routes, deployment, primed) = (
-                stop.clone(),
-                traffic.clone(),
-                routes.clone(),
-                deployment.to_string(),
-                primed.clone(),
-            );
-            tokio::spawn(async move {
-                let started = tokio::time::Instant::now();
-                while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
-                    let ports: BTreeMap<String, u16> = hosts
-                        .list(&Default::default())
-                        .await
-                        .map(|l| l.items)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|h| {
-                            Some((h.spec.host_id.clone(), u16::try_from(h.spec.http_port?).ok()?))
-                        })
-                        .collect();
-                    let ws = workloads_of(&workloads, &deployment).await;
-                    let live: Vec<&Workload> = ws
-                        .iter()
-                        .filter(|w| w.metadata.deletion_timestamp.is_none())
-                        .collect();
-                    let ready: Vec<u16> = live
-                        .iter()
-                        .filter(|w| workload_ready(w))
-                        .filter_map(|w| ports.get(w.status.as_ref()?.host_id.as_deref()?).copied())
-                        .collect();
-                    let templates: BTreeSet<&str> = live
-                        .iter()
-                        .filter_map(|w| w.labels().get(labels::TEMPLATE_HASH).map(String::as_str))
-                        .collect();
-                    {
-                        let mut t = traffic.lock().await;
-                        t.max_live = t.max_live.max(live.len());
-                        t.min_ready = t.min_ready.min(live.iter().filter(|w| workload_ready(w)).count());
-                        t.mixed |= templates.len() > 1;
-                    }
-                    *routes.write().unwrap() = ready;
-                    primed.notify_one();
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-            })
-        };
-        let requester = {
-            let (stop, traffic, routes) = (stop.clone(), traffic.clone(), routes.clone());
-            tokio::spawn(async move {
-                // Requests start once the router has its first table.
-                primed.notified().await;
-                let started = tokio::time::Instant::now();
-                let mut i = 0usize;
-                while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
-                    let port = {
-                        let r = routes.read().unwrap();
-                        (!r.is_empty()).then(|| r[i % r.len()])
-                    };
-                    i += 1;
-                    let Some(port) = port else {
-                        traffic
-                            .lock()
-                            .await
-                            .failures
-                            .push("no Ready replica to route to".into());
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    };
-                    let result = weft_e2e::testing::http_get_host(("127.0.0.1", port), HTTP_HOST).await;
-                    let mut t = traffic.lock().await;
-                    match result {
-                        Ok(r) if r.status == 200 => {
-                            t.ok += 1;
-                            t.bodies.insert(r.body);
-                        }
-                        Ok(r) => {
-                            t.failures
-                                .push(format!("port {port}: HTTP {}: {}", r.status, r.body.trim()))
-                        }
-                        Err(e) => t.failures.push(format!("port {port}: {e}")),
-                    }
-                    drop(t);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-        };
-        Self {
-            stop,
-            traffic,
-            tasks: vec![router, requester],
-        }
-    }
-
-    async fn finish(self) -> Traffic {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        Arc::try_unwrap(self.traffic)
-            .expect("loop tasks ended")
-            .into_inner()
-    }
-}
-
 fn denied(events: &[AuditEvent], user: &str) -> Vec<String> {
     events
         .iter()
         .filter(|e| e.user.username == user && e.code() == Some(403))
         .map(|e| format!("{} {}", e.verb, e.request_uri))
         .collect()
-}
-
-async fn patch_spec(api: &Api<WorkloadDeployment>, name: &str, spec: serde_json::Value) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&serde_json::json!({ "spec": spec })),
-    )
-    .await
-    .expect("patch the deployment");
-}
-
-fn template_patch(image: &str) -> serde_json::Value {
-    serde_json::json!({"template": {"spec": hello_workload("t", image, HTTP_HOST).spec}})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,6 +57,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
         "hello",
         2,
         weft_test_components::HELLO,
+        HTTP_HOST,
         serde_json::json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}),
     );
     api.create(&PostParams::default(), &d)
@@ -349,7 +120,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     );
     eventually("three Ready replicas", WAIT, || async {
         let ws = workloads_of(&workloads, "hello").await;
-        (ws.len() == 3 && ws.iter().all(workload_ready)).then_some(())
+        (ws.len() == 3 && ws.iter().all(ready)).then_some(())
     })
     .await;
     let scale = eventually("the scale status to say 3", WAIT, || async {
@@ -399,9 +170,20 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     }
 
     // A new image rolls out with maxSurge 1 / maxUnavailable 0 while requests flow: none fails.
-    let traffic = Loop::start(admin.clone(), ns.name(), "hello", Duration::from_secs(120));
+    let traffic = Loop::start(
+        admin.clone(),
+        ns.name(),
+        "hello",
+        HTTP_HOST,
+        Duration::from_secs(120),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    patch_spec(&api, "hello", template_patch(weft_test_components::ECHO)).await;
+    patch_spec(
+        &api,
+        "hello",
+        template_patch(weft_test_components::ECHO, HTTP_HOST),
+    )
+    .await;
     let d = rolled_out(&api, "hello").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t = traffic.finish().await;
@@ -436,8 +218,14 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     .await;
 
     // Recreate: the old replicas are all gone before a new one exists.
-    let traffic = Loop::start(admin.clone(), ns.name(), "hello", Duration::from_secs(120));
-    let mut spec = template_patch(weft_test_components::HELLO);
+    let traffic = Loop::start(
+        admin.clone(),
+        ns.name(),
+        "hello",
+        HTTP_HOST,
+        Duration::from_secs(120),
+    );
+    let mut spec = template_patch(weft_test_components::HELLO, HTTP_HOST);
     spec["deployPolicy"] = "Recreate".into();
     spec["rollingUpdate"] = serde_json::Value::Null;
     patch_spec(&api, "hello", spec).await;
@@ -450,7 +238,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     );
 
     // A rollout to a component that cannot start stalls with the old replicas serving and says why.
-    let mut spec = template_patch("/nonexistent/broken.wasm");
+    let mut spec = template_patch("/nonexistent/broken.wasm", HTTP_HOST);
     spec["deployPolicy"] = "RollingUpdate".into();
     spec["rollingUpdate"] = serde_json::json!({"maxSurge": 1, "maxUnavailable": 0});
     patch_spec(&api, "hello", spec).await;
@@ -470,7 +258,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     let serving: Vec<Workload> = workloads_of(&workloads, "hello")
         .await
         .into_iter()
-        .filter(workload_ready)
+        .filter(ready)
         .collect();
     assert_eq!(serving.len(), 2, "both old replicas still Ready");
     for w in &serving {
@@ -489,7 +277,12 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
         assert_eq!((r.status, r.body.as_str()), (200, "hello\n"));
     }
     // Fixed by going back: the old replica set is current again and the broken one goes.
-    patch_spec(&api, "hello", template_patch(weft_test_components::HELLO)).await;
+    patch_spec(
+        &api,
+        "hello",
+        template_patch(weft_test_components::HELLO, HTTP_HOST),
+    )
+    .await;
     rolled_out(&api, "hello").await;
 
     // A replica's host dies: the replica is placed again and the deployment is whole again.
@@ -513,7 +306,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
             let ws = workloads_of(&workloads, "hello").await;
             let ok = ws.len() == 2
                 && ws.iter().all(|w| {
-                    workload_ready(w)
+                    ready(w)
                         && w.status.as_ref().and_then(|s| s.host_id.as_deref()) != Some(victim_id.as_str())
                 });
             ok.then_some(())
@@ -591,6 +384,7 @@ async fn artifacts_publish_and_a_changed_artifact_rolls_out_at_once() {
         "app",
         1,
         "unused",
+        HTTP_HOST,
         serde_json::json!({"artifacts": [{"name": "component", "artifactFrom": {"name": "app-artifact"}}]}),
     );
     d.spec.template.spec.components.as_mut().unwrap()[0].image = "artifact://component".into();
@@ -655,7 +449,7 @@ async fn artifacts_publish_and_a_changed_artifact_rolls_out_at_once() {
     eventually("the deployment to run the new image", WAIT, || async {
         let ws = workloads_of(&workloads, "app").await;
         (ws.len() == 1
-            && workload_ready(&ws[0])
+            && ready(&ws[0])
             && ws[0].spec.components.as_ref()?[0].image == format!("file://{}", weft_test_components::ECHO))
         .then_some(())
     })

@@ -1,6 +1,8 @@
 //! Running `weft-operator` as a process under its ServiceAccount with only the shipped RBAC.
 #![allow(dead_code)]
 
+pub mod rollout;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
