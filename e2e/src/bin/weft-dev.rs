@@ -485,13 +485,18 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
         println!("  kubectl get deploy,pods -n {ns} -o wide");
         println!("  kubectl get hosts -n {ns} -o wide     # one Host per host, written from its heartbeats");
         println!("  curl http://{ip}:9192/metrics     # a host's admin server: /healthz /readyz /metrics");
-        println!("  # a Workload running the hello component (the operator places it on a host):");
         println!(
-            "  kubectl apply -f - <<'EOF'\n{}EOF",
-            hello_workload(weft_test_components::HELLO)
+            "  # crds/examples/workloaddeployment-hello-world.yaml with the hello component built here as its image:"
         );
         println!(
-            "  kubectl get ww -o wide     # Ready, on which host; then: curl -H 'Host: hello.example.com' http://<that host's IP>:9191/"
+            "  kubectl apply -f - <<'EOF'\n{}EOF",
+            hello_deployment(weft_test_components::HELLO, &group.group)
+        );
+        println!(
+            "  kubectl get wd,ww -o wide     # 2 replicas Ready, on which hosts; then: curl -H 'Host: hello.example.com' http://<a host's IP>:9191/"
+        );
+        println!(
+            "  kubectl scale wd/hello-world --replicas 3     # the /scale subresource, like a Deployment"
         );
         println!(
             "  kubectl delete pod -n {ns} {pod}     # the operator deletes its Host, the host drains, a new pod replaces it"
@@ -501,10 +506,11 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
     println!("Ctrl-C stops everything.");
 }
 
-/// A Workload manifest that runs the component at `path` for `Host: hello.example.com`.
-fn hello_workload(path: &str) -> String {
+/// The hello-world WorkloadDeployment of `crds/examples/`, running the component at `path` on host
+/// group `group`, for `Host: hello.example.com`.
+fn hello_deployment(path: &str, group: &str) -> String {
     format!(
-        "apiVersion: runtime.wasmcloud.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: hello\n  namespace: default\nspec:\n  components:\n    - name: http\n      image: file://{path}\n  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config:\n        host: hello.example.com\n"
+        "apiVersion: runtime.wasmcloud.dev/v1alpha1\nkind: WorkloadDeployment\nmetadata:\n  name: hello-world\n  namespace: default\nspec:\n  replicas: 2\n  template:\n    spec:\n      hostSelector:\n        hostgroup: {group}\n      components:\n        - name: http-component\n          image: file://{path}\n      hostInterfaces:\n        - namespace: wasi\n          package: http\n          interfaces: [incoming-handler]\n          config:\n            host: hello.example.com\n"
     )
 }
 
@@ -694,17 +700,20 @@ mod tests {
     }
 
     #[test]
-    fn the_hello_workload_it_prints_is_a_valid_workload() {
-        let w: weft_crds::Workload = serde_yaml::from_str(&hello_workload("/x/hello.wasm")).expect("parses");
-        assert_eq!(w.spec.components.unwrap()[0].image, "file:///x/hello.wasm");
-        assert_eq!(
-            w.spec.host_interfaces.unwrap()[0]
-                .config_layer
-                .config
-                .as_ref()
-                .unwrap()["host"],
-            "hello.example.com"
-        );
+    fn the_hello_deployment_it_prints_is_the_example_with_a_local_image() {
+        let printed: weft_crds::WorkloadDeployment =
+            serde_yaml::from_str(&hello_deployment("/x/hello.wasm", "default")).expect("parses");
+        let mut example: weft_crds::WorkloadDeployment = serde_yaml::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../crds/examples/workloaddeployment-hello-world.yaml"
+            ))
+            .expect("the example"),
+        )
+        .expect("the example parses");
+        example.spec.template.spec.components.as_mut().unwrap()[0].image = "file:///x/hello.wasm".into();
+        example.metadata.namespace = Some("default".into());
+        assert_eq!(printed, example);
     }
 
     #[test]
