@@ -3,7 +3,6 @@
 //! every request the reconciler makes, in order, and that it makes no other.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Method, Request, Response};
 use kube::Client;
