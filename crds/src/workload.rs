@@ -367,6 +367,57 @@ pub struct WorkloadStatus {
     pub workload_id: Option<String>,
 }
 
+impl HostInterface {
+    /// Whether this is the `wasi:http` entry that serves requests (`incoming-handler`, or `handler` for
+    /// WASI 0.3).
+    pub fn is_http_handler(&self) -> bool {
+        self.namespace == "wasi"
+            && self.package == "http"
+            && self
+                .interfaces
+                .iter()
+                .any(|i| i == "incoming-handler" || i == "handler")
+    }
+}
+
+impl WorkloadSpec {
+    /// The hostnames the workload is served for, as written in the spec: `host` and `host-aliases`
+    /// (comma-separated) of the inline config of the first `wasi:http` handler entry, and the aliases
+    /// the operator adds for `kubernetes.service` (`<svc>.<namespace>` and `<svc>.<namespace>.svc`).
+    /// Lowercased, without a trailing dot, without duplicates, in that order. Values that come only
+    /// from ConfigMaps or Secrets are not seen here (wasmCloud's gateway reads the inline `host` too).
+    pub fn http_hostnames(&self, namespace: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |name: &str| {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !name.is_empty() && !out.contains(&name) {
+                out.push(name);
+            }
+        };
+        let Some(http) = self
+            .host_interfaces
+            .iter()
+            .flatten()
+            .find(|h| h.is_http_handler())
+        else {
+            return out;
+        };
+        let config = http.config_layer.config.as_ref();
+        let Some(host) = config.and_then(|c| c.get(crate::names::config_keys::HTTP_HOST)) else {
+            return out;
+        };
+        push(host);
+        if let Some(aliases) = config.and_then(|c| c.get(crate::names::config_keys::HTTP_HOST_ALIASES)) {
+            aliases.split(',').for_each(&mut push);
+        }
+        if let Some(svc) = self.kubernetes.as_ref().and_then(|k| k.service.as_ref()) {
+            push(&format!("{}.{namespace}", svc.name));
+            push(&format!("{}.{namespace}.svc", svc.name));
+        }
+        out
+    }
+}
+
 impl JsonSchema for Workload {
     fn schema_name() -> Cow<'static, str> {
         "Workload".into()
@@ -374,5 +425,64 @@ impl JsonSchema for Workload {
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         schema::object::<WorkloadSpec, WorkloadStatus>(generator, WORKLOAD_DESCRIPTION, Layout::Spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(config: &[(&str, &str)], interfaces: &[&str]) -> HostInterface {
+        HostInterface {
+            namespace: "wasi".into(),
+            package: "http".into(),
+            interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+            config_layer: ConfigLayer {
+                config: Some(
+                    config
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hostnames_come_from_the_first_http_handler_and_the_service() {
+        let mut spec = WorkloadSpec {
+            host_interfaces: Some(vec![
+                http(&[("host", "other.test")], &["outgoing-handler"]),
+                http(
+                    &[
+                        ("host", "Hello.Example.com."),
+                        ("host-aliases", "a.test, hello.example.com,"),
+                    ],
+                    &["incoming-handler"],
+                ),
+                http(&[("host", "second.test")], &["incoming-handler"]),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(spec.http_hostnames("shop"), vec!["hello.example.com", "a.test"]);
+        spec.kubernetes = Some(KubernetesSpec {
+            service: Some(KubernetesServiceRef { name: "web".into() }),
+        });
+        assert_eq!(
+            spec.http_hostnames("shop"),
+            vec!["hello.example.com", "a.test", "web.shop", "web.shop.svc"]
+        );
+        let p3 = WorkloadSpec {
+            host_interfaces: Some(vec![http(&[("host", "p3.test")], &["handler"])]),
+            ..Default::default()
+        };
+        assert_eq!(p3.http_hostnames("x"), vec!["p3.test"]);
+        let no_host = WorkloadSpec {
+            host_interfaces: Some(vec![http(&[], &["incoming-handler"])]),
+            ..Default::default()
+        };
+        assert!(no_host.http_hostnames("x").is_empty());
     }
 }

@@ -307,11 +307,7 @@ pub fn start_request(
     let mut host_interfaces = Vec::new();
     for h in spec.host_interfaces.iter().flatten() {
         let mut config_map = resolve_layer(&h.config_layer, config)?;
-        let is_http_handler = h.namespace == "wasi"
-            && h.package == "http"
-            && h.interfaces
-                .iter()
-                .any(|i| i == "incoming-handler" || i == "handler");
+        let is_http_handler = h.is_http_handler();
         if let (true, Some(svc)) = (is_http_handler, &service_name) {
             let aliases = format!("{svc}.{ns},{svc}.{ns}.svc", ns = id.namespace);
             let merged = match config_map.get(config_keys::HTTP_HOST_ALIASES) {

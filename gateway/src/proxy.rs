@@ -1,0 +1,374 @@
+//! The request path: Host header → route → upstream, bodies streamed both ways.
+//!
+//! What users of wasmCloud's gateway see is kept: the `Host` header is passed on unchanged,
+//! `X-Forwarded-For`, `-Host`, `-Proto`, `X-Real-IP` and `X-Workload-Id` are set, an unknown host gets
+//! `503 No backend available` (or goes to `--fallback-endpoint`), an upstream failure `502 Gateway
+//! Error`. Beyond it: round robin over the hosts, a host that refuses a connection is ejected for a
+//! while, and a request that provably never reached an upstream (the connection could not be made) and
+//! has no body is tried once more on another host, within a retry budget.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::balance::{Ejections, RetryBudget, pick};
+use crate::metrics::GatewayMetrics;
+use crate::routes::{RouteTable, Upstream, routing_key};
+
+/// The body type of everything the gateway sends and answers.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A route table as published to the request path, with a round-robin cursor per route.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The table.
+    pub table: RouteTable,
+    cursors: HashMap<String, AtomicUsize>,
+}
+
+impl Published {
+    /// Publishes `table`.
+    pub fn new(table: RouteTable) -> Self {
+        let cursors = table
+            .hostnames()
+            .into_iter()
+            .map(|h| (h.to_string(), AtomicUsize::new(0)))
+            .collect();
+        Self { table, cursors }
+    }
+}
+
+/// Settings of the request path.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Connecting to an upstream gives up after this long (then the request may be retried).
+    pub connect_timeout: Duration,
+    /// A request (until the response head arrives) gives up after this long: 504.
+    pub request_timeout: Duration,
+    /// How long an upstream that refused a connection is skipped.
+    pub ejection: Duration,
+    /// Where requests for unknown hosts go instead of the 503 (`http://host:port`).
+    pub fallback: Option<Uri>,
+}
+
+/// The proxy: the published table and the shared upstream state.
+pub struct Proxy {
+    routes: ArcSwap<Published>,
+    client: Client<HttpConnector, ProxyBody>,
+    settings: ProxySettings,
+    ejections: Ejections,
+    budget: RetryBudget,
+    metrics: GatewayMetrics,
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_WORKLOAD_ID: HeaderName = HeaderName::from_static("x-workload-id");
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CONNECTION, "close")
+        .body(
+            Full::new(Bytes::from_static(body.as_bytes()))
+                .map_err(|e| match e {})
+                .boxed(),
+        )
+        .expect("a valid response")
+}
+
+/// The headers an upstream gets: the client's, without hop-by-hop ones, plus the forwarding headers.
+pub fn upstream_headers(client: &HeaderMap, peer: SocketAddr, host: &str, workload_id: &str) -> HeaderMap {
+    let mut headers = client.clone();
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = client
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for h in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(h);
+    }
+    let ip = peer.ip().to_string();
+    let forwarded_for = match client.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
+        _ => ip.clone(),
+    };
+    let real_ip = client
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or(ip);
+    for (name, value) in [
+        (X_FORWARDED_FOR, forwarded_for.as_str()),
+        (X_FORWARDED_HOST, host),
+        (X_FORWARDED_PROTO, "http"),
+        (X_REAL_IP, real_ip.as_str()),
+        (X_WORKLOAD_ID, workload_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    }
+    headers
+}
+
+/// The request line and headers of a request, kept so a request without a body can be sent again.
+struct Head {
+    method: http::Method,
+    uri: Uri,
+    version: http::Version,
+    headers: HeaderMap,
+}
+
+impl Proxy {
+    /// A proxy with an empty table.
+    pub fn new(settings: ProxySettings, metrics: GatewayMetrics) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(100)
+            .build(connector);
+        Self {
+            routes: ArcSwap::from_pointee(Published::default()),
+            client,
+            ejections: Ejections::new(settings.ejection),
+            budget: RetryBudget::new(10, 20),
+            settings,
+            metrics,
+        }
+    }
+
+    /// Replaces the route table (the request path picks it up with its next request).
+    pub fn publish(&self, table: RouteTable) {
+        self.routes.store(Arc::new(Published::new(table)));
+    }
+
+    /// The table the request path uses now.
+    pub fn table(&self) -> Arc<Published> {
+        self.routes.load_full()
+    }
+
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let started = Instant::now();
+        self.budget.request(started);
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let published = self.routes.load();
+        let key = routing_key(&host);
+        let route = key.as_deref().and_then(|k| published.table.get(k).cloned());
+        let Some(route) = route else {
+            let response = match &self.settings.fallback {
+                Some(fallback) => self.fallback(req, fallback, peer, &host).await,
+                None => text(StatusCode::SERVICE_UNAVAILABLE, "No backend available\n"),
+            };
+            self.metrics.request("", response.status(), started.elapsed());
+            return response;
+        };
+        let cursor = published.cursors.get(&route.hostname);
+        let fresh = AtomicUsize::new(0);
+        let cursor = cursor.unwrap_or(&fresh);
+        let bodiless = req.body().is_end_stream();
+        let (parts, body) = req.into_parts();
+        let head = Head {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+        };
+        let now = Instant::now();
+        let Some(first) = pick(&route, cursor, None, |a| self.ejections.is_ejected(a, now)) else {
+            let response = text(StatusCode::SERVICE_UNAVAILABLE, "No backend available\n");
+            self.metrics
+                .request(&route.hostname, response.status(), started.elapsed());
+            return response;
+        };
+        let first = first.clone();
+        let mut result = self.send(&head, body.boxed(), &first, peer, &host).await;
+        if let Err(Failure::Connect(_)) = &result {
+            self.eject(&first);
+            let now = Instant::now();
+            let second = pick(&route, cursor, Some(&first.authority), |a| {
+                self.ejections.is_ejected(a, now)
+            })
+            .cloned();
+            if let (true, Some(second)) = (bodiless, second)
+                && self.budget.try_retry(now)
+            {
+                self.metrics.retry(&route.hostname);
+                let empty: ProxyBody = Empty::new().map_err(|e| match e {}).boxed();
+                result = self.send(&head, empty, &second, peer, &host).await;
+                if let Err(Failure::Connect(_)) = &result {
+                    self.eject(&second);
+                }
+            }
+        }
+        let response = match result {
+            Ok(r) => r,
+            Err(Failure::Timeout) => text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
+            Err(Failure::Connect(e) | Failure::Other(e)) => {
+                tracing::debug!(host = %route.hostname, error = %e, "upstream failed");
+                text(StatusCode::BAD_GATEWAY, "Gateway Error\n")
+            }
+        };
+        self.metrics
+            .request(&route.hostname, response.status(), started.elapsed());
+        response
+    }
+
+    fn eject(&self, upstream: &Upstream) {
+        if self.ejections.eject(&upstream.authority, Instant::now()) {
+            tracing::info!(upstream = %upstream.authority, host_id = %upstream.host_id, "upstream ejected after a connection error");
+            self.metrics.ejected();
+        }
+    }
+
+    async fn send(
+        &self,
+        head: &Head,
+        body: ProxyBody,
+        upstream: &Upstream,
+        peer: SocketAddr,
+        host: &str,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri: Uri = format!("http://{}{path}", upstream.authority)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Failure::Other(e.to_string()))?;
+        let mut req = Request::builder()
+            .method(head.method.clone())
+            .uri(uri)
+            .version(if head.version == http::Version::HTTP_2 {
+                http::Version::HTTP_11
+            } else {
+                head.version
+            })
+            .body(body)
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        *req.headers_mut() = upstream_headers(&head.headers, peer, host, &upstream.workload_id);
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(host)
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.settings.request_timeout, self.client.request(req)).await;
+        self.metrics.upstream(started.elapsed());
+        match result {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(e.to_string())),
+            Ok(Err(e)) => Err(Failure::Other(e.to_string())),
+            Ok(Ok(response)) => Ok(response.map(|b| b.boxed())),
+        }
+    }
+
+    async fn fallback(
+        &self,
+        req: Request<Incoming>,
+        fallback: &Uri,
+        peer: SocketAddr,
+        host: &str,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let head = Head {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+        };
+        let upstream = Upstream {
+            authority: fallback.authority().map(|a| a.to_string()).unwrap_or_default(),
+            host_id: String::new(),
+            workload_id: String::new(),
+        };
+        match self.send(&head, body.boxed(), &upstream, peer, host).await {
+            Ok(r) => r,
+            Err(_) => text(StatusCode::BAD_GATEWAY, "Gateway Error\n"),
+        }
+    }
+}
+
+/// How sending to an upstream failed.
+#[derive(Debug)]
+enum Failure {
+    /// No connection could be made: the request never reached the upstream.
+    Connect(String),
+    /// No response head within the request timeout.
+    Timeout,
+    /// Anything else (the request may have reached the upstream).
+    Other(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_get_the_forwarding_headers_and_no_hop_by_hop_ones() {
+        let mut client = HeaderMap::new();
+        client.insert(header::HOST, HeaderValue::from_static("hello.test"));
+        client.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        client.insert("x-secret-hop", HeaderValue::from_static("1"));
+        client.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        client.insert("x-app", HeaderValue::from_static("kept"));
+        let peer: SocketAddr = "192.0.2.7:5555".parse().unwrap();
+        let h = upstream_headers(&client, peer, "hello.test", "w-1");
+        assert_eq!(h[header::HOST], "hello.test", "Host is preserved");
+        assert_eq!(h["x-app"], "kept");
+        assert!(h.get(header::CONNECTION).is_none() && h.get("keep-alive").is_none());
+        assert!(h.get("x-secret-hop").is_none(), "named by Connection");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-host"], "hello.test");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-workload-id"], "w-1");
+        // Behind another proxy: the chain grows, the real IP is the first client.
+        client.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 10.0.0.1"),
+        );
+        let h = upstream_headers(&client, peer, "hello.test", "w-1");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
+    }
+}
