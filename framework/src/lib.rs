@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod backoff;
 pub mod cache;
+pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod events;

@@ -317,6 +317,7 @@ async fn metrics_endpoint_parses_strictly_and_has_controller_runtime_names() {
         status,
         content_type,
         body: prom,
+        ..
     } = http_get(addr, "/metrics", Some("text/plain"))
         .await
         .expect("metrics");
