@@ -34,6 +34,19 @@ pub struct HttpResponse {
     pub content_type: String,
     /// The body, lossily decoded.
     pub body: String,
+    /// Every header, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Sends `GET path` to `addr` (`ip:port`, also the Host header; with `Accept: accept` when given and `Connection: close`) and reads the whole
@@ -99,10 +112,17 @@ pub fn parse_response(text: &str) -> HttpResponse {
         })
         .map(|(_, value)| value.trim().to_string())
         .unwrap_or_default();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     HttpResponse {
         status,
         content_type,
         body: body.to_string(),
+        headers,
     }
 }
 

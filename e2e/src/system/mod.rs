@@ -23,12 +23,14 @@
 //! # Ok(()) }
 //! ```
 
+mod gateway;
 mod hostgroup;
 pub mod manifests;
 mod operator;
 
 use std::path::PathBuf;
 
+pub use gateway::{GATEWAY_SERVICE_ACCOUNT, GatewayProcess, install_gateway_rbac};
 pub use hostgroup::{
     DEPLOYMENT_FILE, HOST_CONTAINER, HOST_IMAGE, HOST_IP_VAR, HostGroup, SERVICE_ACCOUNT_FILE, flag_value,
     host_image, is_ready, set_flag,

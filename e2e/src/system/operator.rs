@@ -69,15 +69,6 @@ async fn install_rbac(
     watch_namespaces: Option<&[&str]>,
     service_accounts: &[&str],
 ) -> Result<(), Error> {
-    let subjects: Vec<Subject> = service_accounts
-        .iter()
-        .map(|sa| Subject {
-            kind: "ServiceAccount".into(),
-            name: sa.to_string(),
-            namespace: Some(operator_ns.into()),
-            ..Default::default()
-        })
-        .collect();
     let mut docs = Vec::new();
     for file in ["deploy/operator/serviceaccount.yaml", "deploy/operator/role.yaml"] {
         let path = source_file(file);
@@ -103,14 +94,6 @@ async fn install_rbac(
             }
         }
     }
-    let cluster_name = |name: Option<String>| {
-        let name = name.unwrap_or_default();
-        if operator_ns == OPERATOR_NAMESPACE {
-            name
-        } else {
-            format!("{name}-{operator_ns}")
-        }
-    };
     let host_role = source_file("deploy/operator/host-namespace-role.yaml");
     for ns in host_namespaces {
         docs.extend(
@@ -119,6 +102,36 @@ async fn install_rbac(
                 .map(|d| (d, *ns, host_role.clone())),
         );
     }
+    apply_rbac(client, docs, operator_ns, service_accounts).await
+}
+
+/// Applies RBAC documents (each with the namespace it goes to and the file it came from): every
+/// ServiceAccount once per name in `service_accounts` (in its namespace), Roles and RoleBindings in their
+/// namespace, ClusterRoles and ClusterRoleBindings named `<name>-<namespace>` unless `namespace` is
+/// the shipped `weft-system`; every binding's subjects are those ServiceAccounts of `namespace`.
+pub(crate) async fn apply_rbac(
+    client: &Client,
+    docs: Vec<(serde_json::Value, &str, PathBuf)>,
+    operator_ns: &str,
+    service_accounts: &[&str],
+) -> Result<(), Error> {
+    let subjects: Vec<Subject> = service_accounts
+        .iter()
+        .map(|sa| Subject {
+            kind: "ServiceAccount".into(),
+            name: sa.to_string(),
+            namespace: Some(operator_ns.into()),
+            ..Default::default()
+        })
+        .collect();
+    let cluster_name = |name: Option<String>| {
+        let name = name.unwrap_or_default();
+        if operator_ns == OPERATOR_NAMESPACE {
+            name
+        } else {
+            format!("{name}-{operator_ns}")
+        }
+    };
     let invalid = |path: &Path, e: serde_json::Error| Error::Manifest(format!("{}: {e}", path.display()));
     for (doc, ns, path) in docs {
         match doc["kind"].as_str().unwrap_or_default() {
@@ -158,7 +171,7 @@ async fn install_rbac(
             }
             other => {
                 return Err(Error::Manifest(format!(
-                    "{}: unexpected kind {other:?} in the operator's RBAC",
+                    "{}: unexpected kind {other:?} in RBAC manifests",
                     path.display()
                 )));
             }
