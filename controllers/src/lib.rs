@@ -20,6 +20,7 @@ pub mod expectations;
 pub mod host;
 pub mod pod_finalizer;
 pub mod replicaset;
+pub mod route;
 pub mod workload;
 
 pub use bus::{Bus, BusSettings};
@@ -121,6 +122,45 @@ pub fn add_all(
     if settings.artifact_controller {
         add_artifact_controller(mgr, settings)?;
     }
+    add_route_controller(mgr, settings)
+}
+
+/// Registers the workload route controller: keyed by Service (metadata only), it owns the
+/// EndpointSlices labelled `wasmcloud.dev/route-manager=true` and follows the Workloads that name a
+/// Service and the Hosts they run on.
+pub fn add_route_controller(mgr: &mut Manager, settings: &Settings) -> Result<(), weft_framework::Error> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use weft_framework::ObjectKey;
+    let services = mgr.informer::<route::ServiceMeta>(settings.watched())?;
+    let slices = mgr.informer::<EndpointSlice>(
+        settings
+            .watched()
+            .labels(format!("{}=true", weft_crds::names::labels::ROUTE_MANAGER)),
+    )?;
+    let workloads = workload_informer(mgr, settings)?;
+    let hosts = host_informer(mgr, settings)?;
+    let reconciler =
+        route::RouteReconciler::new(mgr.client(), workloads.cache(), hosts.cache(), slices.cache());
+    let on_host = workloads.cache();
+    let service_keys = |w: &Workload| -> Vec<ObjectKey> {
+        route::service_index(w)
+            .into_iter()
+            .filter_map(|k| k.split_once('/').map(|(ns, n)| ObjectKey::namespaced(ns, n)))
+            .collect()
+    };
+    let controller = mgr
+        .controller(route::NAME, &services)
+        .owns(&slices)
+        .watches(&workloads, service_keys)
+        .watches(&hosts, move |h: &Host| {
+            on_host
+                .by_index(host::WORKLOAD_HOST_INDEX, &h.spec.host_id)
+                .iter()
+                .flat_map(|w| service_keys(w))
+                .collect()
+        })
+        .build(reconciler);
+    mgr.add(controller);
     Ok(())
 }
 
@@ -352,6 +392,9 @@ pub fn workload_informer(
         replicaset::WORKLOAD_OWNER_INDEX,
         Arc::new(replicaset::workload_owner_index),
     );
+    workloads
+        .cache()
+        .add_index(route::SERVICE_INDEX, Arc::new(route::service_index));
     Ok(workloads)
 }
 

@@ -48,8 +48,8 @@ pub fn go_json(spec: &WorkloadSpec) -> String {
     out
 }
 
-/// 32-bit FNV-1a, as Go's `hash/fnv.New32a`.
-fn fnv1a32(bytes: &[u8]) -> u32 {
+/// 32-bit FNV-1a, as Go's `hash/fnv.New32a` (also what wasmCloud names EndpointSlices with).
+pub fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5, |hash, &byte| {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
     })
