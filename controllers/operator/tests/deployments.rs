@@ -490,3 +490,118 @@ async fn artifacts_publish_and_a_changed_artifact_rolls_out_at_once() {
     .await;
     drop(host);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_named_by_workloads_gets_an_endpoint_slice_of_their_hosts() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let env = Env::shared().await;
+    let ns = env.new_namespace("route").await.expect("namespace");
+    let admin: Client = env.admin_client();
+    install_host_crd(&admin).await;
+    install_rbac(&admin, ns.name(), &[], &[SA]).await;
+    let audit = env.audit_log();
+    let mark = audit.mark();
+    let operator = Operator::start(env, ns.name(), SA, &[], &[]).await;
+    let url = operator.nats.as_ref().expect("own NATS").url();
+    let hosts_api: Api<Host> = Api::namespaced(admin.clone(), ns.name());
+    // Hosts advertising documentation addresses (the apiserver refuses loopback endpoints).
+    let mut hosts = Vec::new();
+    for ip in ["192.0.2.10", "192.0.2.11"] {
+        let h = support::spawn_host_named(&url, free_port(), ip, &[]);
+        ready_host_on(&hosts_api, h.http_port).await;
+        hosts.push(h);
+    }
+    let services: Api<Service> = Api::namespaced(admin.clone(), ns.name());
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"ports": [{"name": "http", "port": 80}]},
+    }))
+    .unwrap();
+    let service = services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the Service");
+    let api: Api<WorkloadDeployment> = Api::namespaced(admin.clone(), ns.name());
+    let d = deployment(
+        "web",
+        2,
+        weft_test_components::HELLO,
+        "web.test",
+        serde_json::json!({"kubernetes": {"service": {"name": "web"}}}),
+    );
+    api.create(&PostParams::default(), &d).await.expect("create");
+    rolled_out(&api, "web").await;
+    let slices: Api<EndpointSlice> = Api::namespaced(admin.clone(), ns.name());
+    let ips_of = |s: &EndpointSlice| -> BTreeSet<String> {
+        s.endpoints
+            .iter()
+            .flatten()
+            .flat_map(|e| e.addresses.clone())
+            .collect()
+    };
+    let slice = eventually("an EndpointSlice of both hosts", WAIT, || async {
+        let list = slices
+            .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await
+            .ok()?;
+        list.items.into_iter().find(|s| ips_of(s).len() == 2)
+    })
+    .await;
+    let name = slice.metadata.name.clone().unwrap();
+    assert!(
+        name.starts_with("web-") && name.len() == "web-".len() + 8,
+        "{name}"
+    );
+    assert_eq!(
+        ips_of(&slice),
+        BTreeSet::from(["192.0.2.10".to_string(), "192.0.2.11".to_string()])
+    );
+    let port = &slice.ports.as_ref().unwrap()[0];
+    assert_eq!(port.name.as_deref(), Some("http"));
+    let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), Some(owner.uid.clone())),
+        ("Service", service.metadata.uid.clone())
+    );
+    assert_eq!(
+        slice.metadata.labels.as_ref().unwrap()["wasmcloud.dev/route-manager"],
+        "true"
+    );
+    // The replicas carry the operator's aliases for the Service.
+    let ws = workloads_of(&Api::namespaced(admin.clone(), ns.name()), "web").await;
+    assert_eq!(
+        ws[0].spec.http_hostnames(ns.name()),
+        vec![
+            "web.test".to_string(),
+            format!("web.{}", ns.name()),
+            format!("web.{}.svc", ns.name())
+        ]
+    );
+
+    // Scaled to one replica: one endpoint. Deleted: no slice.
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .expect("scale");
+    eventually("an EndpointSlice of one host", WAIT, || async {
+        (ips_of(&slices.get(&name).await.ok()?).len() == 1).then_some(())
+    })
+    .await;
+    api.delete("web", &DeleteParams::background())
+        .await
+        .expect("delete");
+    eventually("the EndpointSlice to go with the last replica", WAIT, || async {
+        slices.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let denied = denied(&audit.events_since(mark), &operator.user);
+    assert!(
+        denied.is_empty(),
+        "the shipped RBAC is enough; denied: {denied:?}"
+    );
+    drop(hosts);
+}

@@ -154,6 +154,12 @@ pub struct HostProcess {
 
 /// Starts `weft-host` on `nats_url`, serving HTTP on 127.0.0.1:`http_port`, with `extra` flags.
 pub fn spawn_host(nats_url: &str, http_port: u16, extra: &[&str]) -> HostProcess {
+    spawn_host_named(nats_url, http_port, "127.0.0.1", extra)
+}
+
+/// [`spawn_host`], advertising `host_name` as its hostname (what Hosts, the gateway and EndpointSlices
+/// see) while it listens on 127.0.0.1.
+pub fn spawn_host_named(nats_url: &str, http_port: u16, host_name: &str, extra: &[&str]) -> HostProcess {
     let bin = system::workspace_binary("weft-host").unwrap_or_else(|e| panic!("{e}"));
     let dir = TempDir::new("weft-host").expect("temp dir");
     let admin = SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port()));
@@ -161,7 +167,7 @@ pub fn spawn_host(nats_url: &str, http_port: u16, extra: &[&str]) -> HostProcess
     cmd.args(["--scheduler-nats-url", nats_url])
         .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
         .args(["--admin-addr", &admin.to_string()])
-        .args(["--host-name", "127.0.0.1"])
+        .args(["--host-name", host_name])
         .args(["--host-group", "hosts-test"])
         .arg("--cache-dir")
         .arg(dir.path().join("cache"))
