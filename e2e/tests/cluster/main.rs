@@ -3,6 +3,7 @@
 
 mod crds;
 mod deletion;
+mod failover;
 mod kubelet;
 mod lifecycle;
 mod rbac;
