@@ -27,6 +27,7 @@ async fn start_gateway(env: &Env, ns: &str, dir: &TempDir, n: usize) -> GatewayP
         env,
         binary,
         ns,
+        None,
         &["--shutdown-delay=0s".to_string()],
         &dir.path().join(format!("gateway-{n}.log")),
         WAIT,

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
 use weft_e2e::kubelet::Backoff;
-use weft_e2e::system::{self, HostGroup, OperatorOptions, OperatorProcess};
+use weft_e2e::system::{self, GatewayProcess, HostGroup, OperatorOptions, OperatorProcess};
 use weft_e2e::{Coordinates, Env, EnvOptions, ImageCommand, RunningEnv};
 use weft_host_api::{HostClient, HostHeartbeat};
 use weft_testkit::owned;
@@ -72,6 +72,9 @@ struct Args {
     /// Address for `/healthz`, `/readyz` and `/metrics` (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Where weft-gateway (run with the operator) proxies.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    gateway_addr: SocketAddr,
     /// Seconds pods get to exit after SIGTERM when the environment stops.
     #[arg(long, default_value_t = 5)]
     pod_grace_seconds: u64,
@@ -172,6 +175,8 @@ struct System {
     /// The operator's ServiceAccount kubeconfig (minted whenever the RBAC is installed).
     operator_kubeconfig: Option<PathBuf>,
     operator: Option<(u32, SocketAddr, PathBuf)>,
+    /// weft-gateway (with the operator), stopped when weft-dev stops.
+    gateway: Option<GatewayProcess>,
     host_group: Option<(HostGroup, Vec<Pod>, BTreeMap<String, HostHeartbeat>)>,
 }
 
@@ -303,6 +308,22 @@ async fn start_system(
         operator.wait_ready(SYSTEM_TIMEOUT).await?;
         parts.operator = Some((pid, operator.addr, log));
         state.lock().await.operator = Some(operator);
+
+        system::install_gateway_rbac(&admin, namespace)
+            .await
+            .context("installing the gateway's RBAC")?;
+        let gateway = GatewayProcess::start(
+            &env,
+            system::workspace_binary("weft-gateway")?,
+            namespace,
+            Some(args.gateway_addr),
+            &[],
+            &coords.run_dir.join("logs").join("weft-gateway.log"),
+            SYSTEM_TIMEOUT,
+        )
+        .await
+        .context("starting weft-gateway")?;
+        parts.gateway = Some(gateway);
         tokio::spawn(supervise_operator(state.clone(), env, options));
     }
 
@@ -448,6 +469,15 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
         }
         (None, None) => {}
     }
+    if let Some(gateway) = &parts.gateway {
+        println!(
+            "  Gateway     weft-gateway (pid {}) as ServiceAccount {ns}/{}, proxy http://{}, metrics http://{}/metrics",
+            gateway.process.pid(),
+            system::GATEWAY_SERVICE_ACCOUNT,
+            gateway.proxy,
+            gateway.probes
+        );
+    }
     if let Some((group, pods, heartbeats)) = &parts.host_group {
         println!(
             "  Hosts       Deployment {ns}/{} (deploy/hostgroup/): {} × weft-host, HTTP :9191, admin :9192 on the pod IP",
@@ -492,11 +522,15 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
             "  kubectl apply -f - <<'EOF'\n{}EOF",
             hello_deployment(weft_test_components::HELLO, &group.group)
         );
+        println!("  kubectl get workloaddeployments,ww -o wide     # 2 replicas Ready, on two hosts");
+        if let Some(gateway) = &parts.gateway {
+            println!(
+                "  curl -H 'Host: hello.example.com' http://{}/     # through weft-gateway (or a host's IP:9191 directly)",
+                gateway.proxy
+            );
+        }
         println!(
-            "  kubectl get wd,ww -o wide     # 2 replicas Ready, on which hosts; then: curl -H 'Host: hello.example.com' http://<a host's IP>:9191/"
-        );
-        println!(
-            "  kubectl scale wd/hello-world --replicas 3     # the /scale subresource, like a Deployment"
+            "  kubectl scale workloaddeployment/hello-world --replicas 3     # the /scale subresource, like a Deployment"
         );
         println!(
             "  kubectl delete pod -n {ns} {pod}     # the operator deletes its Host, the host drains, a new pod replaces it"

@@ -46,11 +46,13 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Starts `binary` for the operator namespace `operator_ns` as its ServiceAccount (see
-    /// [`install_gateway_rbac`]) with `args`, logging to `log_path`, and waits until it is ready.
+    /// [`install_gateway_rbac`]), proxying on `proxy` (a free loopback port when `None`), with `args`,
+    /// logging to `log_path`, and waits until it is ready.
     pub async fn start(
         env: &Env,
         binary: impl Into<PathBuf>,
         operator_ns: &str,
+        proxy: Option<SocketAddr>,
         args: &[String],
         log_path: &std::path::Path,
         timeout: Duration,
@@ -58,7 +60,7 @@ impl GatewayProcess {
         let kubeconfig = env
             .service_account_kubeconfig(operator_ns, GATEWAY_SERVICE_ACCOUNT)
             .await?;
-        let proxy = SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port()));
+        let proxy = proxy.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port())));
         let probes = SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port()));
         let mut cmd = Command::new(binary.into());
         cmd.env("KUBECONFIG", kubeconfig)

@@ -65,6 +65,7 @@ async fn hello_world_through_the_gateway_survives_a_host_pod_deletion_without_a_
         env,
         system::workspace_binary("weft-gateway").unwrap_or_else(|e| panic!("{e}")),
         &ns,
+        None,
         &[format!("--watch-namespaces={}", ns.name())],
         &logs.join(format!("weft-gateway-{}.log", ns.name())),
         SOON,
