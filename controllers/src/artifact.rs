@@ -13,7 +13,7 @@ use weft_crds::condition::{self, Condition, ConditionStatus};
 use weft_crds::names::{condition_types as ct, finalizers, reasons};
 use weft_crds::{Artifact, ArtifactStatus, WorkloadDeployment};
 use weft_framework::events::EventRecorder;
-use weft_framework::{Action, Cache, Context, ReconcileError, Reconciler, finalizer};
+use weft_framework::{Action, Cache, Context, Reconciler, finalizer};
 
 use crate::error::{ApiError, api_err};
 
@@ -73,21 +73,8 @@ pub fn desired_status(a: &Artifact, now: &Time) -> ArtifactStatus {
     status
 }
 
-/// Errors of the Artifact reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Self::Api(e) => e.category(),
-        }
-    }
-}
+/// Errors of the Artifact reconcile: a failed API call.
+pub type Error = ApiError;
 
 /// The Artifact reconciler.
 pub struct ArtifactReconciler {

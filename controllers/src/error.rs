@@ -1,5 +1,6 @@
 //! The error every controller shares for a failed Kubernetes API call.
 
+use weft_framework::ReconcileError;
 use weft_framework::reconcile::kube_error_category;
 
 /// A failed Kubernetes API call: what was being done, to which object, and the cause.
@@ -19,6 +20,13 @@ impl ApiError {
     /// The bounded metric category of the cause.
     pub fn category(&self) -> &'static str {
         kube_error_category(&self.source)
+    }
+}
+
+/// Controllers whose only failure is an API call use [`ApiError`] as their reconcile error.
+impl ReconcileError for ApiError {
+    fn category(&self) -> &'static str {
+        ApiError::category(self)
     }
 }
 

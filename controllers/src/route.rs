@@ -23,7 +23,7 @@ use kube::core::PartialObjectMeta;
 use kube::{Client, ResourceExt};
 use weft_crds::names::labels;
 use weft_crds::{Host, Workload};
-use weft_framework::{Action, Cache, Context, ReconcileError, Reconciler};
+use weft_framework::{Action, Cache, Context, Reconciler};
 
 use crate::error::{ApiError, api_err};
 use crate::replicaset::is_ready;
@@ -158,21 +158,8 @@ pub fn same_slice(cached: &EndpointSlice, desired: &EndpointSlice) -> bool {
         && cached.metadata.owner_references == desired.metadata.owner_references
 }
 
-/// Errors of the route reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Self::Api(e) => e.category(),
-        }
-    }
-}
+/// Errors of the route reconcile: a failed API call.
+pub type Error = ApiError;
 
 /// The route reconciler, keyed by Service.
 pub struct RouteReconciler {
@@ -225,7 +212,7 @@ impl Reconciler<ServiceMeta> for RouteReconciler {
                     tracing::info!(service = %format!("{ns}/{name}"), %slice, "deleted EndpointSlice (no ready endpoints)")
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(api_err("deleting EndpointSlice", format!("{ns}/{slice}"))(e).into()),
+                Err(e) => return Err(api_err("deleting EndpointSlice", format!("{ns}/{slice}"))(e)),
             },
             (Some(d), Some(c)) if same_slice(&c, &d) => {}
             (Some(d), _) => {

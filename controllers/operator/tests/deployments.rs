@@ -12,23 +12,17 @@ use kube::{Api, Client, ResourceExt};
 use support::rollout::{
     Loop, cond_of, deployment, deployment_cond, patch_spec, ready, rolled_out, template_patch, workloads_of,
 };
-use support::{Operator, WAIT, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host};
+use support::{
+    Operator, WAIT, denied, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
+};
 use weft_crds::condition::{self, ConditionStatus};
 use weft_crds::names::{condition_types as ct, finalizers, labels};
 use weft_crds::{Artifact, Host, Workload, WorkloadDeployment, WorkloadReplicaSet};
-use weft_e2e::{AuditEvent, Env};
+use weft_e2e::Env;
 use weft_testkit::free_port;
 
 const SA: &str = "weft-operator";
 const HTTP_HOST: &str = "hello.deploy.test";
-
-fn denied(events: &[AuditEvent], user: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.user.username == user && e.code() == Some(403))
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_and_clean_up() {

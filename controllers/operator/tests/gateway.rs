@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use support::rollout::{deployment, rolled_out, workloads_of};
-use support::{Operator, WAIT, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host};
+use support::{
+    Operator, WAIT, denied, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
+};
 use weft_crds::{Host, Workload, WorkloadDeployment};
+use weft_e2e::Env;
 use weft_e2e::system::{self, GatewayProcess};
 use weft_e2e::testing::{HttpResponse, http_get_host};
-use weft_e2e::{AuditEvent, Env};
 use weft_framework::exposition::{self, Format};
 use weft_testkit::{TempDir, free_port};
 
@@ -40,14 +42,6 @@ async fn get(gateway: SocketAddr, host: &str) -> HttpResponse {
     http_get_host(gateway, host)
         .await
         .expect("GET through the gateway")
-}
-
-fn denied(events: &[AuditEvent], user: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.user.username == user && e.code() == Some(403))
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,19 +20,11 @@ use support::{
 use weft_crds::condition::{self, ConditionStatus};
 use weft_crds::names::{condition_types, finalizers};
 use weft_crds::{Host, Workload};
-use weft_e2e::{AuditEvent, Env};
+use weft_e2e::Env;
 use weft_host_api::{HostHeartbeat, subjects};
 use weft_testkit::{NatsServer, Supervised, TempDir, free_port};
 
 const SA: &str = "weft-operator";
-
-fn denied_requests(events: &[AuditEvent], user: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.user.username == user && e.code() == Some(403))
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
-        .collect()
-}
 
 /// A bare Workload (no ReplicaSet owns it) whose status says it runs on `host_id`.
 async fn placed_workload(client: &Client, ns: &str, name: &str, host_id: &str) -> Workload {
@@ -194,7 +186,7 @@ async fn heartbeats_become_ready_hosts_and_a_silent_death_is_detected_then_its_w
             .unwrap_or(0.0)
             >= 1.0
     );
-    let denied = denied_requests(&audit.events_since(mark), &operator.user);
+    let denied = support::denied(&audit.events_since(mark), &operator.user);
     assert!(
         denied.is_empty(),
         "the shipped RBAC is enough; denied: {denied:?}\n{}",

@@ -10,14 +10,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 use support::{
-    Operator, WAIT, eventually, hello_workload as workload, install_host_crd, install_rbac, ready_host_on,
-    spawn_host,
+    Operator, WAIT, denied, eventually, hello_workload as workload, install_host_crd, install_rbac,
+    ready_host_on, spawn_host,
 };
 use weft_crds::condition::{self, ConditionStatus};
 use weft_crds::names::{condition_types as ct, finalizers};
 use weft_crds::workload::{ConfigLayer, LocalResources};
 use weft_crds::{LocalObjectReference, Workload};
-use weft_e2e::{AuditEvent, Env};
+use weft_e2e::Env;
 use weft_testkit::free_port;
 
 const SA: &str = "weft-operator";
@@ -56,14 +56,6 @@ async fn get_body(port: u16, host: &str) -> (u16, String) {
         .await
         .expect("GET");
     (r.status, r.body)
-}
-
-fn denied(events: &[AuditEvent], user: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.user.username == user && e.code() == Some(403))
-        .map(|e| format!("{} {}", e.verb, e.request_uri))
-        .collect()
 }
 
 async fn create(api: &Api<Workload>, w: &Workload) {

@@ -35,7 +35,7 @@ use weft_crds::{
     Artifact, LocalObjectReference, Workload, WorkloadDeployment, WorkloadDeploymentStatus,
     WorkloadReplicaSet, WorkloadReplicaSetSpec,
 };
-use weft_framework::{Action, Cache, Context, ReconcileError, Reconciler};
+use weft_framework::{Action, Cache, Context, Reconciler};
 
 use crate::error::{ApiError, api_err};
 use crate::replicaset::{REPLICA_SET_OWNER_INDEX, controller_of, is_ready, owned_workloads, why_not_ready};
@@ -145,21 +145,8 @@ impl DeploymentMetrics {
     }
 }
 
-/// Errors of the deployment reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Self::Api(e) => e.category(),
-        }
-    }
-}
+/// Errors of the deployment reconcile: a failed API call.
+pub type Error = ApiError;
 
 /// The rollout a deployment is in (by template hash), and what was counted for it.
 #[derive(Debug, Clone)]
@@ -723,7 +710,7 @@ impl Reconciler<WorkloadDeployment> for DeploymentReconciler {
         };
         let action = self.finish(&ns, &name, &before, &status, action).await?;
         match failure {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(action),
         }
     }

@@ -43,9 +43,7 @@ use weft_crds::{Host, HostStatus, Workload};
 use weft_framework::apply::Applier;
 use weft_framework::events::EventRecorder;
 use weft_framework::queue::WorkQueue;
-use weft_framework::{
-    Action, BoxError, Cache, Context, ObjectKey, ReconcileError, Reconciler, Runnable, finalizer,
-};
+use weft_framework::{Action, BoxError, Cache, Context, ObjectKey, Reconciler, Runnable, finalizer};
 use weft_host_api::{HostClient, HostHeartbeat, Timeouts};
 
 use crate::bus::Bus;
@@ -396,21 +394,8 @@ impl Runnable for HeartbeatListener {
     }
 }
 
-/// Errors of the Host reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Self::Api(e) => e.category(),
-        }
-    }
-}
+/// Errors of the Host reconcile: a failed API call.
+pub type Error = ApiError;
 
 /// The Host reconciler (leader only).
 pub struct HostReconciler {
@@ -500,7 +485,7 @@ impl HostReconciler {
         match self.api().delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(e) => return Err(api_err("deleting Host", name)(e).into()),
+            Err(e) => return Err(api_err("deleting Host", name)(e)),
         }
         self.monitor.metrics.write("delete");
         tracing::info!(host = %name, host_id = %host.spec.host_id, reason, "deleted the Host");
@@ -611,7 +596,7 @@ impl HostReconciler {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => continue,
                 Err(e) => {
-                    return Err(api_err("handing back Workload", format!("{ns}/{}", w.name_any()))(e).into());
+                    return Err(api_err("handing back Workload", format!("{ns}/{}", w.name_any()))(e));
                 }
             }
             self.monitor.metrics.write("handback");

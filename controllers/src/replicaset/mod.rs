@@ -27,7 +27,7 @@ use weft_crds::condition::{self, Condition, ConditionStatus};
 use weft_crds::names::{annotations, condition_types as ct, labels, reasons};
 use weft_crds::replica_set::ReplicaCounts;
 use weft_crds::{Workload, WorkloadReplicaSet, WorkloadReplicaSetStatus};
-use weft_framework::{Action, Cache, Context, ReconcileError, Reconciler};
+use weft_framework::{Action, Cache, Context, Reconciler};
 
 use crate::error::{ApiError, api_err};
 use crate::expectations::Expectations;
@@ -211,21 +211,8 @@ impl ReplicaSetMetrics {
     }
 }
 
-/// Errors of the replica set reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Self::Api(e) => e.category(),
-        }
-    }
-}
+/// Errors of the replica set reconcile: a failed API call.
+pub type Error = ApiError;
 
 /// The WorkloadReplicaSet reconciler.
 pub struct ReplicaSetReconciler {
@@ -335,9 +322,9 @@ impl ReplicaSetReconciler {
         {
             // Deleted meanwhile: nothing to report on.
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            r => r.map(|_| ()).map_err(|e| {
-                api_err("writing the status of WorkloadReplicaSet", format!("{ns}/{name}"))(e).into()
-            }),
+            r => r
+                .map(|_| ())
+                .map_err(|e| api_err("writing the status of WorkloadReplicaSet", format!("{ns}/{name}"))(e)),
         }
     }
 }
@@ -536,7 +523,7 @@ impl Reconciler<WorkloadReplicaSet> for ReplicaSetReconciler {
         }
         self.metrics.set(&key, Some(counts));
         if let Some((_, e)) = failure {
-            return Err(e.into());
+            return Err(e);
         }
 
         let next = match decided.recheck_after {

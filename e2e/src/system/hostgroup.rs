@@ -402,6 +402,7 @@ mod tests {
                 "--http-addr=$(WASMCLOUD_HOST_IP):9191",
                 "--admin-addr=$(WASMCLOUD_HOST_IP):9192",
                 "--cache-dir=cache",
+                "--shutdown-delay=2s",
             ])
         );
         // Everything else is as shipped.

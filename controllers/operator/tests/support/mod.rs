@@ -124,6 +124,16 @@ impl Drop for Operator {
     }
 }
 
+/// The requests of `user` the apiserver denied (403), as `verb uri`: empty when the shipped RBAC is
+/// enough.
+pub fn denied(events: &[weft_e2e::AuditEvent], user: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.user.username == user && e.code() == Some(403))
+        .map(|e| format!("{} {}", e.verb, e.request_uri))
+        .collect()
+}
+
 /// The `p` quantile (0–1) of sorted durations (benchmarks).
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
