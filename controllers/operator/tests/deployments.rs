@@ -323,10 +323,29 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
         if i == victim {
             continue;
         }
-        let r = weft_e2e::testing::http_get_host(("127.0.0.1", h.http_port), HTTP_HOST)
-            .await
-            .expect("GET");
-        assert_eq!(r.status, 404, "stopped on the host on port {}", h.http_port);
+        // A stop is answered before the host has unbound the route: allow it a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = weft_e2e::testing::http_get_host(("127.0.0.1", h.http_port), HTTP_HOST)
+                .await
+                .expect("GET");
+            if r.status == 404 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hello still served on the host on port {} ({} {:?}); its log:\n{}",
+                h.http_port,
+                r.status,
+                r.body,
+                hosts
+                    .iter()
+                    .map(|h| h.process.log_tail(24 * 1024))
+                    .collect::<Vec<_>>()
+                    .join("\n----\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     let scrape = operator.metrics().await.expect("metrics");

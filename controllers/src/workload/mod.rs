@@ -222,6 +222,19 @@ impl WorkloadReconciler {
         }
     }
 
+    /// The host this replica placed `w` on, if the cache may not show it yet.
+    fn remembered_host(&self, w: &Workload) -> Option<String> {
+        let uid = w.uid()?;
+        self.assumed.lock().expect("assumed lock").get(&uid).cloned()
+    }
+
+    /// Forgets the placement of `w` (it is being placed again).
+    fn forget_placement(&self, w: &Workload) {
+        if let Some(uid) = w.uid() {
+            self.assumed.lock().expect("assumed lock").remove(&uid);
+        }
+    }
+
     /// The cached Workloads with the assumed placements filled in; assumptions the cache now shows (or
     /// whose Workload is gone) are dropped.
     fn with_assumed(&self, cached: &[Arc<Workload>]) -> Vec<Arc<Workload>> {
@@ -408,7 +421,10 @@ impl WorkloadReconciler {
     async fn finalize(&self, w: &Workload, ns: &str, ctx: &Context) -> Result<Action, Error> {
         let name = w.name_any();
         let status = w.status.clone().unwrap_or_default();
-        if let (Some(host_id), Some(workload_id)) = (&status.host_id, &status.workload_id) {
+        // A start may have been sent without its answer reaching the status (deleted meanwhile): the
+        // workload ID is the UID, so stop that on the chosen host too (an unknown ID is just NOT_FOUND).
+        let workload_id = status.workload_id.clone().or_else(|| w.uid());
+        if let (Some(host_id), Some(workload_id)) = (&status.host_id, &workload_id) {
             let seen = *self
                 .draining
                 .lock()
@@ -424,6 +440,7 @@ impl WorkloadReconciler {
             }
             let started = Instant::now();
             let result = self.nats.stop(host_id, workload_id).await;
+            tracing::info!(workload = %format!("{ns}/{name}"), %host_id, %workload_id, state = ?result.as_ref().map(|s| s.workload_state), "stopped on its host");
             self.metrics.request("stop", result.is_ok(), started.elapsed());
             if let Err(e) = result {
                 let host_alive = self.host_by_id(host_id).is_some_and(|h| {
@@ -446,6 +463,9 @@ impl WorkloadReconciler {
                 }
             }
         }
+        if status.host_id.is_none() {
+            tracing::info!(workload = %format!("{ns}/{name}"), "deleted before it was placed: nothing to stop");
+        }
         let api: Api<Workload> = Api::namespaced(self.client.clone(), ns);
         finalizer::remove(&api, w, finalizers::WORKLOAD, NAME)
             .await
@@ -458,6 +478,7 @@ impl WorkloadReconciler {
             .lock()
             .expect("draining lock")
             .remove(&w.uid().unwrap_or_default());
+        self.forget_placement(w);
         Ok(Action::Done)
     }
 }
@@ -545,7 +566,17 @@ impl Reconciler<Workload> for WorkloadReconciler {
             }
         }
 
-        // HostSelection.
+        // HostSelection. A host this replica already chose (and maybe started the workload on) whose
+        // status write the cache does not show yet is kept: choosing again would start it twice.
+        let remembered = status
+            .host_id
+            .is_none()
+            .then(|| self.remembered_host(&w))
+            .flatten();
+        if let Some(host_id) = remembered {
+            status.environment = self.host_by_id(&host_id).and_then(|h| h.spec.environment.clone());
+            status.host_id = Some(host_id);
+        }
         if status.host_id.is_none() {
             if let Some(pinned) = w.spec.host_id.clone().filter(|h| !h.is_empty()) {
                 status.environment = self.host_by_id(&pinned).and_then(|h| h.spec.environment.clone());
@@ -625,6 +656,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
             );
             condition::remove(&mut status.conditions, ct::HOST_SELECTION);
             unplace(&mut status);
+            self.forget_placement(&w);
             return self.finish(&ns, &name, &before, status, Action::requeue()).await;
         }
 
@@ -662,6 +694,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                         ),
                     );
                     unplace(&mut status);
+                    self.forget_placement(&w);
                     return self.finish(&ns, &name, &before, status, Action::Done).await;
                 }
             };
@@ -725,6 +758,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                     );
                     condition::remove(&mut status.conditions, ct::HOST_SELECTION);
                     unplace(&mut status);
+                    self.forget_placement(&w);
                     self.avoid
                         .lock()
                         .expect("avoid lock")
@@ -789,6 +823,7 @@ impl Reconciler<Workload> for WorkloadReconciler {
                     );
                     condition::remove(&mut status.conditions, ct::HOST_SELECTION);
                     unplace(&mut status);
+                    self.forget_placement(&w);
                     next = Action::requeue();
                 }
                 other => {
