@@ -13,7 +13,7 @@ use support::rollout::{
     Loop, cond_of, deployment, deployment_cond, patch_spec, ready, rolled_out, template_patch, workloads_of,
 };
 use support::{
-    Operator, WAIT, denied, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
+    Operator, System, WAIT, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
 };
 use weft_crds::condition::{self, ConditionStatus};
 use weft_crds::names::{condition_types as ct, finalizers, labels};
@@ -26,22 +26,9 @@ const HTTP_HOST: &str = "hello.deploy.test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_and_clean_up() {
-    let env = Env::shared().await;
-    let ns = env.new_namespace("wd").await.expect("namespace");
-    let admin: Client = env.admin_client();
-    install_host_crd(&admin).await;
-    install_rbac(&admin, ns.name(), &[], &[SA]).await;
-    let audit = env.audit_log();
-    let mark = audit.mark();
-    let operator = Operator::start(env, ns.name(), SA, &[], &[]).await;
-    let url = operator.nats.as_ref().expect("own NATS").url();
-    let hosts_api: Api<Host> = Api::namespaced(admin.clone(), ns.name());
-    let mut hosts = Vec::new();
-    for _ in 0..3 {
-        let h = spawn_host(&url, free_port(), &[]);
-        ready_host_on(&hosts_api, h.http_port).await;
-        hosts.push(h);
-    }
+    let sys = System::start("wd", &["127.0.0.1"; 3]).await;
+    let (env, ns, admin, hosts_api, hosts) =
+        (sys.env, &sys.ns, sys.admin.clone(), &sys.hosts_api, &sys.hosts);
     let api: Api<WorkloadDeployment> = Api::namespaced(admin.clone(), ns.name());
     let workloads: Api<Workload> = Api::namespaced(admin.clone(), ns.name());
     let sets: Api<WorkloadReplicaSet> = Api::namespaced(admin.clone(), ns.name());
@@ -348,7 +335,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
         }
     }
 
-    let scrape = operator.metrics().await.expect("metrics");
+    let scrape = sys.operator.metrics().await.expect("metrics");
     let rollouts = |result: &str| {
         scrape
             .value("weft_deployment_rollouts_total", &[("result", result)])
@@ -368,12 +355,11 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
             .unwrap_or(0.0)
             >= 6.0
     );
-    let denied = denied(&audit.events_since(mark), &operator.user);
+    let denied = sys.denied(&sys.operator.user);
     assert!(
         denied.is_empty(),
         "the shipped RBAC is enough; denied: {denied:?}"
     );
-    drop(hosts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,23 +494,9 @@ async fn artifacts_publish_and_a_changed_artifact_rolls_out_at_once() {
 async fn a_service_named_by_workloads_gets_an_endpoint_slice_of_their_hosts() {
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
-    let env = Env::shared().await;
-    let ns = env.new_namespace("route").await.expect("namespace");
-    let admin: Client = env.admin_client();
-    install_host_crd(&admin).await;
-    install_rbac(&admin, ns.name(), &[], &[SA]).await;
-    let audit = env.audit_log();
-    let mark = audit.mark();
-    let operator = Operator::start(env, ns.name(), SA, &[], &[]).await;
-    let url = operator.nats.as_ref().expect("own NATS").url();
-    let hosts_api: Api<Host> = Api::namespaced(admin.clone(), ns.name());
     // Hosts advertising documentation addresses (the apiserver refuses loopback endpoints).
-    let mut hosts = Vec::new();
-    for ip in ["192.0.2.10", "192.0.2.11"] {
-        let h = support::spawn_host_named(&url, free_port(), ip, &[]);
-        ready_host_on(&hosts_api, h.http_port).await;
-        hosts.push(h);
-    }
+    let sys = System::start("route", &["192.0.2.10", "192.0.2.11"]).await;
+    let (ns, admin) = (&sys.ns, sys.admin.clone());
     let services: Api<Service> = Api::namespaced(admin.clone(), ns.name());
     let service: Service = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
@@ -611,10 +583,9 @@ async fn a_service_named_by_workloads_gets_an_endpoint_slice_of_their_hosts() {
         slices.get_opt(&name).await.ok()?.is_none().then_some(())
     })
     .await;
-    let denied = denied(&audit.events_since(mark), &operator.user);
+    let denied = sys.denied(&sys.operator.user);
     assert!(
         denied.is_empty(),
         "the shipped RBAC is enough; denied: {denied:?}"
     );
-    drop(hosts);
 }

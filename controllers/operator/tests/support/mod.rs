@@ -124,6 +124,67 @@ impl Drop for Operator {
     }
 }
 
+/// What most end-to-end tests start from: a namespace with the CRDs and the shipped operator RBAC,
+/// the operator on its own nats-server, and Ready `weft-host`s advertising `host_names`.
+pub struct System {
+    pub env: &'static Env,
+    pub ns: weft_e2e::TestNamespace,
+    pub admin: Client,
+    pub operator: Operator,
+    pub hosts: Vec<HostProcess>,
+    pub hosts_api: kube::Api<weft_crds::Host>,
+    audit: weft_e2e::AuditLog,
+    mark: weft_e2e::AuditMark,
+}
+
+impl System {
+    /// Sets it up in a new namespace named after `prefix`.
+    pub async fn start(prefix: &str, host_names: &[&str]) -> Self {
+        let env = Env::shared().await;
+        let ns = env.new_namespace(prefix).await.expect("namespace");
+        let admin = env.admin_client();
+        install_host_crd(&admin).await;
+        install_rbac(&admin, ns.name(), &[], &["weft-operator"]).await;
+        let audit = env.audit_log();
+        let mark = audit.mark();
+        let operator = Operator::start(env, ns.name(), "weft-operator", &[], &[]).await;
+        let url = operator.nats.as_ref().expect("own NATS").url();
+        let hosts_api = kube::Api::namespaced(admin.clone(), ns.name());
+        let mut hosts = Vec::new();
+        for name in host_names {
+            let h = spawn_host_named(&url, weft_testkit::free_port(), name, &[]);
+            ready_host_on(&hosts_api, h.http_port).await;
+            hosts.push(h);
+        }
+        Self {
+            env,
+            ns,
+            admin,
+            operator,
+            hosts,
+            hosts_api,
+            audit,
+            mark,
+        }
+    }
+
+    /// An API for `K` in the namespace.
+    pub fn api<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        kube::Api::namespaced(self.admin.clone(), self.ns.name())
+    }
+
+    /// The requests of `user` denied since the start.
+    pub fn denied(&self, user: &str) -> Vec<String> {
+        denied(&self.audit.events_since(self.mark), user)
+    }
+}
+
 /// The requests of `user` the apiserver denied (403), as `verb uri`: empty when the shipped RBAC is
 /// enough.
 pub fn denied(events: &[weft_e2e::AuditEvent], user: &str) -> Vec<String> {
