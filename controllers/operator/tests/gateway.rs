@@ -103,6 +103,31 @@ async fn the_gateway_routes_by_host_spreads_over_hosts_and_loses_nothing_when_a_
     })
     .await;
 
+    // h2c (HTTP/2 with prior knowledge) is served too; the host is reached over HTTP/1.1.
+    let stream = tokio::net::TcpStream::connect(gateway.proxy)
+        .await
+        .expect("connect");
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an h2c handshake");
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .uri(format!("http://{}/", gateway.proxy))
+        .header(http::header::HOST, "hello.gw.test")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = h2.send_request(request).await.expect("an h2c response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("the body")
+        .to_bytes();
+    assert_eq!(&body[..], b"hello\n");
+
     // Unknown host: wasmCloud's 503.
     let unknown = get(gateway.proxy, "nobody.gw.test").await;
     assert_eq!(
