@@ -26,7 +26,6 @@ use weft_crds::{Host, Workload};
 use weft_framework::{Action, Cache, Context, Reconciler};
 
 use crate::error::{ApiError, api_err};
-use crate::replicaset::is_ready;
 
 /// The controller's name (wasmCloud's).
 pub const NAME: &str = "workload-route";
@@ -71,7 +70,7 @@ pub fn desired_slice<'a>(
     let ns = service.namespace()?;
     let mut ips: BTreeMap<Ipv4Addr, i32> = BTreeMap::new();
     for w in workloads {
-        if w.metadata.deletion_timestamp.is_some() || !is_ready(w) {
+        if w.metadata.deletion_timestamp.is_some() || !w.is_ready() {
             continue;
         }
         let Some(host) = w

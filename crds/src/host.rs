@@ -142,6 +142,15 @@ pub struct HostStatus {
     pub last_seen: Option<Time>,
 }
 
+impl Host {
+    /// Whether its `Ready` condition is True.
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| crate::condition::is_true(&s.conditions, crate::names::condition_types::READY))
+    }
+}
+
 impl JsonSchema for Host {
     fn schema_name() -> Cow<'static, str> {
         "Host".into()

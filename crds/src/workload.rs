@@ -367,6 +367,15 @@ pub struct WorkloadStatus {
     pub workload_id: Option<String>,
 }
 
+impl Workload {
+    /// Whether its `Ready` condition is True (placed, started and in sync).
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| crate::condition::is_true(&s.conditions, crate::names::condition_types::READY))
+    }
+}
+
 impl HostInterface {
     /// Whether this is the `wasi:http` entry that serves requests (`incoming-handler`, or `handler` for
     /// WASI 0.3).

@@ -10,8 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use weft_crds::condition;
-use weft_crds::names::condition_types as ct;
 use weft_crds::{Host, Workload};
 
 /// Where requests for a hostname can go: one host's ingress.
@@ -70,10 +68,6 @@ impl RouteTable {
     }
 }
 
-fn is_ready(conditions: Option<&[weft_crds::Condition]>) -> bool {
-    conditions.is_some_and(|c| condition::is_true(c, ct::READY))
-}
-
 /// Builds the table. `terminating_pod_ips` holds the IPs of host pods that have a deletion timestamp.
 pub fn build<'a>(
     hosts: impl IntoIterator<Item = &'a Host>,
@@ -82,9 +76,7 @@ pub fn build<'a>(
 ) -> RouteTable {
     let mut authorities: HashMap<&str, String> = HashMap::new();
     for h in hosts {
-        let routable = h.metadata.deletion_timestamp.is_none()
-            && is_ready(h.status.as_ref().map(|s| s.conditions.as_slice()))
-            && !h.spec.host_id.is_empty();
+        let routable = h.metadata.deletion_timestamp.is_none() && h.is_ready() && !h.spec.host_id.is_empty();
         let (Some(hostname), Some(port)) = (h.spec.hostname.as_deref(), h.spec.http_port) else {
             continue;
         };
@@ -101,7 +93,7 @@ pub fn build<'a>(
     let mut by_name: BTreeMap<String, BTreeSet<Upstream>> = BTreeMap::new();
     for w in workloads {
         let status = w.status.as_ref();
-        if w.metadata.deletion_timestamp.is_some() || !is_ready(status.map(|s| s.conditions.as_slice())) {
+        if w.metadata.deletion_timestamp.is_some() || !w.is_ready() {
             continue;
         }
         let Some(host_id) = status.and_then(|s| s.host_id.as_deref()) else {

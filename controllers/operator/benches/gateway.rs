@@ -143,7 +143,7 @@ async fn run() {
             let mut events = watcher(api, watcher::Config::default()).boxed();
             while let Ok(Some(ev)) = events.try_next().await {
                 if let watcher::Event::Apply(w) | watcher::Event::InitApply(w) = ev
-                    && support::rollout::ready(&w)
+                    && w.is_ready()
                 {
                     ready_at
                         .lock()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use support::rollout::{
-    Loop, cond_of, deployment, deployment_cond, patch_spec, ready, rolled_out, template_patch, workloads_of,
+    Loop, cond_of, deployment, deployment_cond, patch_spec, rolled_out, template_patch, workloads_of,
 };
 use support::{
     Operator, System, WAIT, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
@@ -101,7 +101,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     );
     eventually("three Ready replicas", WAIT, || async {
         let ws = workloads_of(&workloads, "hello").await;
-        (ws.len() == 3 && ws.iter().all(ready)).then_some(())
+        (ws.len() == 3 && ws.iter().all(Workload::is_ready)).then_some(())
     })
     .await;
     let scale = eventually("the scale status to say 3", WAIT, || async {
@@ -239,7 +239,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
     let serving: Vec<Workload> = workloads_of(&workloads, "hello")
         .await
         .into_iter()
-        .filter(ready)
+        .filter(|w| w.is_ready())
         .collect();
     assert_eq!(serving.len(), 2, "both old replicas still Ready");
     for w in &serving {
@@ -287,7 +287,7 @@ async fn deployments_scale_roll_out_without_a_failed_request_recreate_recover_an
             let ws = workloads_of(&workloads, "hello").await;
             let ok = ws.len() == 2
                 && ws.iter().all(|w| {
-                    ready(w)
+                    w.is_ready()
                         && w.status.as_ref().and_then(|s| s.host_id.as_deref()) != Some(victim_id.as_str())
                 });
             ok.then_some(())
@@ -448,7 +448,7 @@ async fn artifacts_publish_and_a_changed_artifact_rolls_out_at_once() {
     eventually("the deployment to run the new image", WAIT, || async {
         let ws = workloads_of(&workloads, "app").await;
         (ws.len() == 1
-            && ready(&ws[0])
+            && ws[0].is_ready()
             && ws[0].spec.components.as_ref()?[0].image == format!("file://{}", weft_test_components::ECHO))
         .then_some(())
     })

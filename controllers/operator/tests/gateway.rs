@@ -192,9 +192,9 @@ async fn the_gateway_routes_by_host_spreads_over_hosts_and_loses_nothing_when_a_
                 .find(|h| h.spec.http_port == Some(u32::from(hosts[0].http_port)))
                 .map(|h| h.spec.host_id);
             (ws.len() == 2
-                && ws.iter().all(|w| {
-                    support::rollout::ready(w) && w.status.as_ref().and_then(|s| s.host_id.clone()) != dead
-                }))
+                && ws
+                    .iter()
+                    .all(|w| w.is_ready() && w.status.as_ref().and_then(|s| s.host_id.clone()) != dead))
             .then_some(())
         },
     )

@@ -38,7 +38,7 @@ use weft_crds::{
 use weft_framework::{Action, Cache, Context, Reconciler};
 
 use crate::error::{ApiError, api_err};
-use crate::replicaset::{REPLICA_SET_OWNER_INDEX, controller_of, is_ready, owned_workloads, why_not_ready};
+use crate::replicaset::{REPLICA_SET_OWNER_INDEX, controller_of, owned_workloads, why_not_ready};
 use rollout::{Phase, SetView};
 
 /// The controller's name (wasmCloud's).
@@ -401,13 +401,13 @@ impl Reconciler<WorkloadDeployment> for DeploymentReconciler {
                 .iter()
                 .filter(|w| w.metadata.deletion_timestamp.is_none())
                 .collect();
-            let ready = live.iter().filter(|w| is_ready(w)).count();
+            let ready = live.iter().filter(|w| w.is_ready()).count();
             let is_current = current_name.as_deref() == Some(set_name.as_str());
             if is_current {
                 // A False condition on a new replica says why the rollout does not progress.
                 let mut pending: Vec<(String, bool)> = live
                     .iter()
-                    .filter(|w| !is_ready(w))
+                    .filter(|w| !w.is_ready())
                     .map(|w| {
                         let failed = w.status.as_ref().is_some_and(|st| {
                             st.conditions

@@ -84,13 +84,6 @@ pub fn owned_workloads(workloads: &Cache<Workload>, ns: &str, name: &str, uid: &
         .collect()
 }
 
-/// Whether a Workload's `Ready` condition is True.
-pub fn is_ready(w: &Workload) -> bool {
-    w.status
-        .as_ref()
-        .is_some_and(|s| condition::is_true(&s.conditions, ct::READY))
-}
-
 /// The plan's view of a Workload.
 pub fn replica_of(w: &Workload) -> Replica {
     let status = w.status.as_ref();
@@ -107,7 +100,7 @@ pub fn replica_of(w: &Workload) -> Replica {
             .get(annotations::WORKLOAD_REPLICA_SET_GENERATION)
             .cloned(),
         deleting: w.metadata.deletion_timestamp.is_some(),
-        ready: is_ready(w),
+        ready: w.is_ready(),
         host_id: status.and_then(|s| s.host_id.clone()).filter(|h| !h.is_empty()),
         created: w.metadata.creation_timestamp.as_ref().map(|t| t.0),
         unsynced_since,
@@ -504,7 +497,7 @@ impl Reconciler<WorkloadReplicaSet> for ReplicaSetReconciler {
         } else {
             let why = owned
                 .iter()
-                .filter(|w| w.metadata.deletion_timestamp.is_none() && !is_ready(w))
+                .filter(|w| w.metadata.deletion_timestamp.is_none() && !w.is_ready())
                 .map(|w| why_not_ready(w))
                 .next();
             let mut message = format!("{ready}/{desired} replicas ready");

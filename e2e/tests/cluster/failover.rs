@@ -18,12 +18,6 @@ use weft_e2e::testing::http_get_host;
 
 use crate::support::{SOON, eventually};
 
-fn ready(w: &Workload) -> bool {
-    w.status
-        .as_ref()
-        .is_some_and(|s| weft_crds::condition::is_true(&s.conditions, "Ready"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_through_the_gateway_survives_a_host_pod_deletion_without_a_failed_request() {
     let env = Env::shared().await;
@@ -96,7 +90,7 @@ async fn hello_world_through_the_gateway_survives_a_host_pod_deletion_without_a_
             .iter()
             .filter_map(|w| w.status.as_ref()?.host_id.clone())
             .collect();
-        (ws.len() == 2 && ws.iter().all(ready) && hosts.len() == 2).then_some(ws)
+        (ws.len() == 2 && ws.iter().all(Workload::is_ready) && hosts.len() == 2).then_some(ws)
     })
     .await;
     eventually("hello through the gateway", SOON, || async {
@@ -155,7 +149,7 @@ async fn hello_world_through_the_gateway_survives_a_host_pod_deletion_without_a_
             let ws = workloads.list(&Default::default()).await.ok()?.items;
             (ws.len() == 2
                 && ws.iter().all(|w| {
-                    ready(w)
+                    w.is_ready()
                         && w.status.as_ref().and_then(|s| s.host_id.as_deref()) != Some(victim_host.as_str())
                 }))
             .then(|| deleted_at.elapsed())

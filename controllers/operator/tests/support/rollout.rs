@@ -13,13 +13,6 @@ use weft_crds::condition::{self, ConditionStatus};
 use weft_crds::names::{condition_types as ct, labels};
 use weft_crds::{Host, Workload, WorkloadDeployment};
 
-/// Whether a Workload's `Ready` is True.
-pub fn ready(w: &Workload) -> bool {
-    w.status
-        .as_ref()
-        .is_some_and(|s| condition::is_true(&s.conditions, ct::READY))
-}
-
 /// The deployment's Workloads (by the deployment label the replica sets put on them).
 pub async fn workloads_of(api: &Api<Workload>, deployment: &str) -> Vec<Workload> {
     let lp = ListParams::default().labels(&format!("{}={deployment}", labels::WORKLOAD_DEPLOYMENT));
@@ -88,7 +81,7 @@ impl Loop {
                         .collect();
                     let routable: Vec<u16> = live
                         .iter()
-                        .filter(|w| ready(w))
+                        .filter(|w| w.is_ready())
                         .filter_map(|w| ports.get(w.status.as_ref()?.host_id.as_deref()?).copied())
                         .collect();
                     let templates: BTreeSet<&str> = live
@@ -98,7 +91,7 @@ impl Loop {
                     {
                         let mut t = traffic.lock().await;
                         t.max_live = t.max_live.max(live.len());
-                        t.min_ready = t.min_ready.min(live.iter().filter(|w| ready(w)).count());
+                        t.min_ready = t.min_ready.min(live.iter().filter(|w| w.is_ready()).count());
                         t.mixed |= templates.len() > 1;
                     }
                     *routes.write().unwrap() = routable;
