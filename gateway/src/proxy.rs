@@ -150,6 +150,20 @@ struct Head {
     headers: HeaderMap,
 }
 
+impl Head {
+    /// The head and the body of `req`.
+    fn split(req: Request<Incoming>) -> (Self, Incoming) {
+        let (parts, body) = req.into_parts();
+        let head = Self {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+        };
+        (head, body)
+    }
+}
+
 impl Proxy {
     /// A proxy with an empty table.
     pub fn new(settings: ProxySettings, metrics: GatewayMetrics) -> Self {
@@ -206,13 +220,7 @@ impl Proxy {
         let fresh = AtomicUsize::new(0);
         let cursor = cursor.unwrap_or(&fresh);
         let bodiless = req.body().is_end_stream();
-        let (parts, body) = req.into_parts();
-        let head = Head {
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-        };
+        let (head, body) = Head::split(req);
         let now = Instant::now();
         let Some(first) = pick(&route, cursor, None, |a| self.ejections.is_ejected(a, now)) else {
             let response = text(StatusCode::SERVICE_UNAVAILABLE, "No backend available\n");
@@ -306,13 +314,7 @@ impl Proxy {
         peer: SocketAddr,
         host: &str,
     ) -> Response<ProxyBody> {
-        let (parts, body) = req.into_parts();
-        let head = Head {
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-        };
+        let (head, body) = Head::split(req);
         let upstream = Upstream {
             authority: fallback.authority().map(|a| a.to_string()).unwrap_or_default(),
             host_id: String::new(),

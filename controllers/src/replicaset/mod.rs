@@ -44,7 +44,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60);
 /// A periodic look at every set, in case an event was missed.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 
-/// `namespace/name` of the controlling owner of `kind` in `meta`.
+/// The name and UID of the controlling owner of `kind` (in Weft's API group) in `meta`.
 pub fn controller_of(meta: &ObjectMeta, kind: &str) -> Option<(String, String)> {
     meta.owner_references
         .iter()
@@ -415,24 +415,25 @@ impl Reconciler<WorkloadReplicaSet> for ReplicaSetReconciler {
         for (reason, n) in by_reason {
             self.metrics.changed("delete", reason, n);
         }
-        let template = Self::new_workload(&rs, &ns, &hash);
         let mut created_count = 0;
-        for _ in 0..decided.create {
-            if failure.is_some() {
-                break;
+        // The Workload is built only when something is created: most passes create nothing. Nothing
+        // is created after a failed deletion.
+        if decided.create > 0 && failure.is_none() {
+            let template = Self::new_workload(&rs, &ns, &hash);
+            for _ in 0..decided.create {
+                let created = match api.create(&PostParams::default(), &template).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        failure = Some((ct::SCALE_UP, api_err("creating a Workload of", key.clone())(e)));
+                        break;
+                    }
+                };
+                created_count += 1;
+                let created_name = created.name_any();
+                tracing::info!(replica_set = %key, workload = %created_name, "created Workload");
+                self.expectations
+                    .created(&key, &created_name, std::time::Instant::now());
             }
-            let created = match api.create(&PostParams::default(), &template).await {
-                Ok(w) => w,
-                Err(e) => {
-                    failure = Some((ct::SCALE_UP, api_err("creating a Workload of", key.clone())(e)));
-                    break;
-                }
-            };
-            created_count += 1;
-            let created_name = created.name_any();
-            tracing::info!(replica_set = %key, workload = %created_name, "created Workload");
-            self.expectations
-                .created(&key, &created_name, std::time::Instant::now());
         }
         if created_count > 0 {
             self.metrics.changed("create", "scale-up", created_count);
