@@ -174,7 +174,7 @@ pub struct WorkloadReconciler {
     draining: Mutex<HashMap<String, Instant>>,
     /// Placements decided but maybe not in the cache yet (by UID), counted by the next decisions (the
     /// way kube-scheduler assumes a pod bound before the watch shows it).
-    assumed: Mutex<HashMap<String, String>>,
+    assumed: Mutex<HashMap<String, Assumed>>,
 }
 
 impl WorkloadReconciler {
@@ -222,8 +222,8 @@ impl WorkloadReconciler {
         }
     }
 
-    /// The host this replica placed `w` on, if the cache may not show it yet.
-    fn remembered_host(&self, w: &Workload) -> Option<String> {
+    /// The placement this replica decided for `w`, if the cache may not show it yet.
+    fn remembered_host(&self, w: &Workload) -> Option<Assumed> {
         let uid = w.uid()?;
         self.assumed.lock().expect("assumed lock").get(&uid).cloned()
     }
@@ -247,7 +247,7 @@ impl WorkloadReconciler {
             .iter()
             .map(|w| {
                 let uid = w.uid().unwrap_or_default();
-                let Some(host) = assumed.get(&uid) else {
+                let Some(host) = assumed.get(&uid).map(|a| a.host_id.clone()) else {
                     return w.clone();
                 };
                 seen.insert(uid.clone());
@@ -355,11 +355,22 @@ impl WorkloadReconciler {
             .apply(&updates)
             .and_then(|()| scheduler.place(&request))
             .map_err(|e| e.to_string());
-        if let Ok(p) = &result {
-            self.assumed
-                .lock()
-                .expect("assumed lock")
-                .insert(uid.clone(), p.host_id.clone());
+        let message = result.as_ref().ok().map(|p| {
+            format!(
+                "placed on host {} by policy {policy} ({} of {} hosts feasible)",
+                p.host_name,
+                p.feasible_hosts,
+                hosts.len()
+            )
+        });
+        if let (Ok(p), Some(message)) = (&result, &message) {
+            self.assumed.lock().expect("assumed lock").insert(
+                uid.clone(),
+                Assumed {
+                    host_id: p.host_id.clone(),
+                    message: message.clone(),
+                },
+            );
         }
         drop(scheduler);
         self.metrics.scheduling.observe(started.elapsed().as_secs_f64());
@@ -374,13 +385,7 @@ impl WorkloadReconciler {
         let environment = self
             .host_by_id(&placement.host_id)
             .and_then(|h| h.spec.environment.clone());
-        let message = format!(
-            "placed on host {} by policy {policy} ({} of {} hosts feasible)",
-            placement.host_name,
-            placement.feasible_hosts,
-            hosts.len()
-        );
-        Ok((placement.host_id, environment, message))
+        Ok((placement.host_id, environment, message.unwrap_or_default()))
     }
 
     async fn write_status(&self, ns: &str, name: &str, status: &WorkloadStatus) -> Result<(), Error> {
@@ -483,6 +488,14 @@ impl WorkloadReconciler {
     }
 }
 
+/// A placement decided by this replica, kept until the cache shows it.
+#[derive(Debug, Clone)]
+struct Assumed {
+    host_id: String,
+    /// The `HostSelection` message of the decision.
+    message: String,
+}
+
 /// Clears a Workload's placement so it is placed again.
 fn unplace(status: &mut WorkloadStatus) {
     status.host_id = None;
@@ -567,15 +580,29 @@ impl Reconciler<Workload> for WorkloadReconciler {
         }
 
         // HostSelection. A host this replica already chose (and maybe started the workload on) whose
-        // status write the cache does not show yet is kept: choosing again would start it twice.
-        let remembered = status
-            .host_id
-            .is_none()
-            .then(|| self.remembered_host(&w))
-            .flatten();
-        if let Some(host_id) = remembered {
+        // status write the cache does not show yet is kept: choosing again would start it twice. Once
+        // the cache shows a placement there is nothing left to remember (and a placement cleared later,
+        // e.g. handed back by the Host controller, is not brought back).
+        let remembered = match status.host_id {
+            Some(_) => {
+                self.forget_placement(&w);
+                None
+            }
+            None => self.remembered_host(&w),
+        };
+        if let Some(Assumed { host_id, message }) = remembered {
             status.environment = self.host_by_id(&host_id).and_then(|h| h.spec.environment.clone());
             status.host_id = Some(host_id);
+            // The condition the decision wrote, which a status computed from this stale copy would drop.
+            set(
+                &mut status,
+                cond(
+                    ct::HOST_SELECTION,
+                    ConditionStatus::True,
+                    reasons::AVAILABLE,
+                    message,
+                ),
+            );
         }
         if status.host_id.is_none() {
             if let Some(pinned) = w.spec.host_id.clone().filter(|h| !h.is_empty()) {
