@@ -68,6 +68,11 @@ struct Args {
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     drain_timeout: Duration,
 
+    /// Proxy threads, each with its own event loop and upstream pools, so a request never crosses
+    /// threads (default: one per CPU).
+    #[arg(long)]
+    proxy_threads: Option<usize>,
+
     /// Give up (exit) if the caches do not sync within this long, e.g. missing RBAC.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     cache_sync_timeout: Duration,
@@ -123,12 +128,16 @@ async fn main() -> anyhow::Result<()> {
         let mut registry = registry.write().expect("metrics registry lock");
         GatewayMetrics::register(&mut registry)
     };
+    let threads = args
+        .proxy_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     let proxy = Arc::new(Proxy::new(
         ProxySettings {
             connect_timeout: args.connect_timeout,
             request_timeout: args.request_timeout,
             ejection: args.ejection_time,
             fallback: args.fallback_endpoint.clone(),
+            threads,
         },
         metrics.clone(),
     ));
@@ -146,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     manager.add(ProxyServer::new(
         listener,
         proxy,
+        threads,
         args.shutdown_delay,
         args.drain_timeout,
     ));

@@ -104,12 +104,21 @@ impl GatewayMetrics {
     }
 
     pub(crate) fn request(&self, route: &str, code: StatusCode, took: Duration) {
+        self.requests_counter(route, code).inc();
+        self.observe_request(took);
+    }
+
+    /// The series of `route` and `code`, to count into without a label lookup per request.
+    pub(crate) fn requests_counter(&self, route: &str, code: StatusCode) -> Counter {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_string(),
                 code: code.as_u16(),
             })
-            .inc();
+            .clone()
+    }
+
+    pub(crate) fn observe_request(&self, took: Duration) {
         self.request_seconds.observe(took.as_secs_f64());
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -23,31 +24,54 @@ use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::balance::{Ejections, RetryBudget, pick};
 use crate::metrics::GatewayMetrics;
-use crate::routes::{RouteTable, Upstream, routing_key};
+use crate::routes::{Route, RouteTable, Upstream, routing_key};
 
 /// The body type of everything the gateway sends and answers.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// A route table as published to the request path, with a round-robin cursor per route.
+/// One route as the request path uses it: the route, its round-robin cursor, its upstreams'
+/// authorities parsed once, and the counter of its `200` answers (the common case, counted without a
+/// label lookup).
+#[derive(Debug)]
+pub struct PublishedRoute {
+    /// The route.
+    pub route: Arc<Route>,
+    cursor: AtomicUsize,
+    authorities: Vec<Option<Authority>>,
+    ok: Counter,
+}
+
+/// A route table as published to the request path.
 #[derive(Debug, Default)]
 pub struct Published {
     /// The table.
     pub table: RouteTable,
-    cursors: HashMap<String, AtomicUsize>,
+    routes: HashMap<String, PublishedRoute>,
 }
 
 impl Published {
-    /// Publishes `table`.
-    pub fn new(table: RouteTable) -> Self {
-        let cursors = table
+    /// Publishes `table`, counting `200` answers in `metrics`.
+    pub fn new(table: RouteTable, metrics: &GatewayMetrics) -> Self {
+        let routes = table
             .hostnames()
             .into_iter()
-            .map(|h| (h.to_string(), AtomicUsize::new(0)))
+            .filter_map(|h| table.get(h).map(|r| (h.to_string(), r.clone())))
+            .map(|(h, route)| {
+                let authorities = route.upstreams.iter().map(|u| u.authority.parse().ok()).collect();
+                let published = PublishedRoute {
+                    ok: metrics.requests_counter(&h, StatusCode::OK),
+                    cursor: AtomicUsize::new(0),
+                    authorities,
+                    route,
+                };
+                (h, published)
+            })
             .collect();
-        Self { table, cursors }
+        Self { table, routes }
     }
 }
 
@@ -62,12 +86,16 @@ pub struct ProxySettings {
     pub ejection: Duration,
     /// Where requests for unknown hosts go instead of the 503 (`http://host:port`).
     pub fallback: Option<Uri>,
+    /// Proxy threads ([`crate::server::ProxyServer`]): each gets its own upstream connection pool,
+    /// so a request and its upstream connection are served by one thread.
+    pub threads: usize,
 }
 
 /// The proxy: the published table and the shared upstream state.
 pub struct Proxy {
     routes: ArcSwap<Published>,
-    client: Client<HttpConnector, ProxyBody>,
+    /// One upstream pool per proxy thread (see [`ProxySettings::threads`]).
+    clients: Vec<Client<HttpConnector, ProxyBody>>,
     settings: ProxySettings,
     ejections: Ejections,
     budget: RetryBudget,
@@ -170,13 +198,17 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(100)
-            .build(connector);
+        let clients = (0..settings.threads.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(100)
+                    .build(connector.clone())
+            })
+            .collect();
         Self {
             routes: ArcSwap::from_pointee(Published::default()),
-            client,
+            clients,
             ejections: Ejections::new(settings.ejection),
             budget: RetryBudget::new(10, 20),
             settings,
@@ -186,7 +218,7 @@ impl Proxy {
 
     /// Replaces the route table (the request path picks it up with its next request).
     pub fn publish(&self, table: RouteTable) {
-        self.routes.store(Arc::new(Published::new(table)));
+        self.routes.store(Arc::new(Published::new(table, &self.metrics)));
     }
 
     /// The table the request path uses now.
@@ -206,9 +238,8 @@ impl Proxy {
             .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let published = self.routes.load();
-        let key = routing_key(&host);
-        let route = key.as_deref().and_then(|k| published.table.get(k).cloned());
-        let Some(route) = route else {
+        let route = routing_key(&host).and_then(|k| published.routes.get(k.as_ref()));
+        let Some(published_route) = route else {
             let response = match &self.settings.fallback {
                 Some(fallback) => self.fallback(req, fallback, peer, &host).await,
                 None => text(StatusCode::SERVICE_UNAVAILABLE, "No backend available\n"),
@@ -216,35 +247,38 @@ impl Proxy {
             self.metrics.request("", response.status(), started.elapsed());
             return response;
         };
-        let cursor = published.cursors.get(&route.hostname);
-        let fresh = AtomicUsize::new(0);
-        let cursor = cursor.unwrap_or(&fresh);
+        let route = &published_route.route;
+        let cursor = &published_route.cursor;
         let bodiless = req.body().is_end_stream();
         let (head, body) = Head::split(req);
         let now = Instant::now();
-        let Some(first) = pick(&route, cursor, None, |a| self.ejections.is_ejected(a, now)) else {
+        let Some(first) = pick(route, cursor, None, |a| self.ejections.is_ejected(a, now)) else {
             let response = text(StatusCode::SERVICE_UNAVAILABLE, "No backend available\n");
             self.metrics
                 .request(&route.hostname, response.status(), started.elapsed());
             return response;
         };
-        let first = first.clone();
-        let mut result = self.send(&head, body.boxed(), &first, peer, &host).await;
+        let target = |u: &Upstream| {
+            let i = route.upstreams.iter().position(|x| std::ptr::eq(x, u));
+            i.and_then(|i| published_route.authorities[i].clone())
+        };
+        let mut result = self
+            .send(&head, body.boxed(), first, target(first), peer, &host)
+            .await;
         if let Err(Failure::Connect(_)) = &result {
-            self.eject(&first);
+            self.eject(first);
             let now = Instant::now();
-            let second = pick(&route, cursor, Some(&first.authority), |a| {
+            let second = pick(route, cursor, Some(&first.authority), |a| {
                 self.ejections.is_ejected(a, now)
-            })
-            .cloned();
+            });
             if let (true, Some(second)) = (bodiless, second)
                 && self.budget.try_retry(now)
             {
                 self.metrics.retry(&route.hostname);
                 let empty: ProxyBody = Empty::new().map_err(|e| match e {}).boxed();
-                result = self.send(&head, empty, &second, peer, &host).await;
+                result = self.send(&head, empty, second, target(second), peer, &host).await;
                 if let Err(Failure::Connect(_)) = &result {
-                    self.eject(&second);
+                    self.eject(second);
                 }
             }
         }
@@ -256,8 +290,13 @@ impl Proxy {
                 text(StatusCode::BAD_GATEWAY, "Gateway Error\n")
             }
         };
-        self.metrics
-            .request(&route.hostname, response.status(), started.elapsed());
+        if response.status() == StatusCode::OK {
+            published_route.ok.inc();
+            self.metrics.observe_request(started.elapsed());
+        } else {
+            self.metrics
+                .request(&route.hostname, response.status(), started.elapsed());
+        }
         response
     }
 
@@ -273,13 +312,27 @@ impl Proxy {
         head: &Head,
         body: ProxyBody,
         upstream: &Upstream,
+        authority: Option<Authority>,
         peer: SocketAddr,
         host: &str,
     ) -> Result<Response<ProxyBody>, Failure> {
-        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("http://{}{path}", upstream.authority)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| Failure::Other(e.to_string()))?;
+        let authority = match authority {
+            Some(a) => a,
+            None => upstream
+                .authority
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| Failure::Other(e.to_string()))?,
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(
+            head.uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        let uri = Uri::from_parts(parts).map_err(|e| Failure::Other(e.to_string()))?;
         let mut req = Request::builder()
             .method(head.method.clone())
             .uri(uri)
@@ -297,7 +350,8 @@ impl Proxy {
             req.headers_mut().insert(header::HOST, v);
         }
         let started = Instant::now();
-        let result = tokio::time::timeout(self.settings.request_timeout, self.client.request(req)).await;
+        let client = &self.clients[crate::server::proxy_thread() % self.clients.len()];
+        let result = tokio::time::timeout(self.settings.request_timeout, client.request(req)).await;
         self.metrics.upstream(started.elapsed());
         match result {
             Err(_) => Err(Failure::Timeout),
@@ -320,7 +374,7 @@ impl Proxy {
             host_id: String::new(),
             workload_id: String::new(),
         };
-        match self.send(&head, body.boxed(), &upstream, peer, host).await {
+        match self.send(&head, body.boxed(), &upstream, None, peer, host).await {
             Ok(r) => r,
             Err(_) => text(StatusCode::BAD_GATEWAY, "Gateway Error\n"),
         }

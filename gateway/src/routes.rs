@@ -7,6 +7,7 @@
 //! pod finalizer lets the pod go and before the operator stops the workload (`--workload-drain-delay`);
 //! requests already sent finish on their connections.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -134,8 +135,9 @@ pub fn build<'a>(
 }
 
 /// The routing key of a `Host` header (or request authority): without its port, lowercased, without a
-/// trailing dot; IPv6 literals without brackets. `None` when there is nothing usable.
-pub fn routing_key(value: &str) -> Option<String> {
+/// trailing dot; IPv6 literals without brackets. `None` when there is nothing usable. Borrowed (no
+/// allocation) when the name is lowercase already, as nearly every client sends it.
+pub fn routing_key(value: &str) -> Option<Cow<'_, str>> {
     let value = value.trim();
     let host = if let Some(rest) = value.strip_prefix('[') {
         rest.split_once(']')?.0
@@ -154,7 +156,11 @@ pub fn routing_key(value: &str) -> Option<String> {
     {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 #[cfg(test)]
