@@ -8,12 +8,14 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use kube::ResourceExt;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use support::rollout::{deployment, rolled_out, workloads_of};
 use support::{
-    Operator, WAIT, denied, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
+    Operator, System, WAIT, denied, eventually, install_host_crd, install_rbac, ready_host_on, spawn_host,
 };
+use weft_crds::ConditionStatus;
 use weft_crds::{Host, Workload, WorkloadDeployment};
 use weft_e2e::Env;
 use weft_e2e::system::{self, GatewayProcess};
@@ -249,4 +251,117 @@ async fn the_gateway_routes_by_host_spreads_over_hosts_and_loses_nothing_when_a_
         "the shipped gateway RBAC is enough; denied: {denied:?}"
     );
     drop(hosts);
+}
+
+/// The replicas the gateway picks for `host` over `n` requests, by the `X-Workload-Id` it sends (the echo
+/// component returns it).
+async fn replicas_reached(gateway: SocketAddr, host: &str, n: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        let r = get(gateway, host).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        seen.insert(r.header("x-workload-id").unwrap_or_default().to_string());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_that_is_not_ready_gets_no_traffic_although_its_host_still_serves_it() {
+    let mut system = System::start("gw-ready", &["127.0.0.1", "127.0.0.1"]).await;
+    system::install_gateway_rbac(&system.admin, system.ns.name())
+        .await
+        .expect("the gateway's RBAC");
+    let dir = TempDir::new("gateway-ready").expect("temp dir");
+    let gateway = start_gateway(system.env, system.ns.name(), &dir, 0).await;
+    let api: Api<WorkloadDeployment> = system.api();
+    let workloads: Api<Workload> = system.api();
+    api.create(
+        &PostParams::default(),
+        &deployment(
+            "echo",
+            2,
+            weft_test_components::ECHO,
+            "ready.gw.test",
+            serde_json::json!({}),
+        ),
+    )
+    .await
+    .expect("create");
+    rolled_out(&api, "echo").await;
+    let ws = workloads_of(&workloads, "echo").await;
+    let hosts: BTreeSet<String> = ws
+        .iter()
+        .filter_map(|w| w.status.as_ref()?.host_id.clone())
+        .collect();
+    assert_eq!(hosts.len(), 2, "one replica per host");
+    let id = |w: &Workload| {
+        w.status
+            .as_ref()
+            .and_then(|s| s.workload_id.clone())
+            .unwrap_or_default()
+    };
+    let (a, b) = (ws[0].clone(), ws[1].clone());
+    eventually("both replicas routed", WAIT, || async {
+        (replicas_reached(gateway.proxy, "ready.gw.test", 10).await.len() == 2).then_some(())
+    })
+    .await;
+
+    // Nobody else writes Workload status from here on: the operator is stopped (its nats-server stays,
+    // so the hosts keep serving), and the test sets replica a's Ready condition to False.
+    system.operator.process.signal(9);
+    assert!(
+        system.operator.process.wait_exit(WAIT).is_some(),
+        "the operator exits"
+    );
+    let set_ready = |status: ConditionStatus| {
+        let workloads = workloads.clone();
+        let name = a.name_any();
+        async move {
+            let mut w = workloads.get_status(&name).await.expect("get");
+            let conditions = &mut w.status.as_mut().expect("a status").conditions;
+            for c in conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+                c.status = status.clone();
+                c.reason = Some("Test".into());
+            }
+            workloads
+                .replace_status(&name, &PostParams::default(), &w)
+                .await
+                .expect("replace status");
+        }
+    };
+    set_ready(ConditionStatus::False).await;
+    eventually("replica a unrouted", WAIT, || async {
+        (replicas_reached(gateway.proxy, "ready.gw.test", 10).await == BTreeSet::from([id(&b)])).then_some(())
+    })
+    .await;
+    assert_eq!(
+        replicas_reached(gateway.proxy, "ready.gw.test", 50).await,
+        BTreeSet::from([id(&b)]),
+        "no request goes to the replica that is not Ready"
+    );
+    let host_of_a = a.status.as_ref().and_then(|s| s.host_id.clone());
+    let port_of_a = system
+        .hosts_api
+        .list(&Default::default())
+        .await
+        .expect("list hosts")
+        .items
+        .into_iter()
+        .find(|h| Some(&h.spec.host_id) == host_of_a.as_ref())
+        .and_then(|h| h.spec.http_port)
+        .expect("replica a's host and its port");
+    let direct = http_get_host(
+        SocketAddr::from(([127, 0, 0, 1], port_of_a as u16)),
+        "ready.gw.test",
+    )
+    .await
+    .expect("GET the host directly");
+    assert_eq!(direct.status, 200, "the host still serves replica a");
+
+    // Ready again: routed again.
+    set_ready(ConditionStatus::True).await;
+    eventually("replica a routed again", WAIT, || async {
+        (replicas_reached(gateway.proxy, "ready.gw.test", 10).await.len() == 2).then_some(())
+    })
+    .await;
 }
