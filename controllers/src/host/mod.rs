@@ -508,6 +508,23 @@ impl HostReconciler {
         }) else {
             return Ok(Action::Done);
         };
+        // A replica that was a follower when this host was replaced at its address (and its Host deleted
+        // by the leader then) still remembers its last heartbeat: the process is gone, so it gets no
+        // Host again.
+        let successor = {
+            let mut reg = self.monitor.lock();
+            let successor = reg
+                .successor_at(&hb.hostname, hb.http_port, &hb.id)
+                .map(str::to_string);
+            if successor.is_some() {
+                reg.bury(&hb.id, Instant::now());
+            }
+            successor
+        };
+        if let Some(successor) = successor {
+            tracing::info!(host = %name, host_id = %hb.id, %successor, "not creating the Host of a host replaced at its address");
+            return Ok(Action::Done);
+        }
         let desired = desired::desired_host(&hb, name, &self.monitor.namespace);
         let created = self
             .applier
@@ -561,6 +578,9 @@ impl HostReconciler {
         if changed && status.version.is_some() {
             self.write_status(&name, &status).await?;
         }
+        // Its process is gone: forget it now, not only in the finalizer (a Host deleted before its
+        // finalizer was added never gets there, and would be created again from the registry).
+        self.monitor.lock().bury(&host.spec.host_id, Instant::now());
         self.delete(
             host,
             desired::host_reasons::SUPERSEDED,
