@@ -111,6 +111,9 @@ pub struct RunningEnv {
     kcm: Supervised,
     nats: NatsServer,
     apiserver: Supervised,
+    /// The apiserver's command line, to start it again ([`RunningEnv::restart_apiserver`]).
+    apiserver_args: Vec<String>,
+    apiserver_restarts: u32,
     etcd: Supervised,
     keep_run_dir: bool,
 }
@@ -174,8 +177,7 @@ impl RunningEnv {
         std::fs::write(&audit_policy, audit::POLICY)
             .map_err(|e| Error::io(format!("write {}", audit_policy.display()), e))?;
 
-        let mut cmd = Command::new(testbin("kube-apiserver")?);
-        cmd.args([
+        let apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={apiserver_port}"),
@@ -198,7 +200,9 @@ impl RunningEnv {
             "--max-requests-inflight=1000".into(),
             "--max-mutating-requests-inflight=500".into(),
             "--v=1".into(),
-        ]);
+        ];
+        let mut cmd = Command::new(testbin("kube-apiserver")?);
+        cmd.args(&apiserver_args);
         let apiserver_log = logs_dir.join("kube-apiserver.log");
         let mut apiserver = Supervised::spawn("kube-apiserver", cmd, &apiserver_log)?;
         let admin_config = kubeconfig::load(&admin_kubeconfig).await?;
@@ -303,6 +307,8 @@ impl RunningEnv {
             kcm,
             nats,
             apiserver,
+            apiserver_args,
+            apiserver_restarts: 0,
             etcd,
             keep_run_dir: false,
         })
@@ -326,6 +332,51 @@ impl RunningEnv {
             ("kube-controller-manager", self.kcm.is_running()),
             ("nats-server", self.nats.is_running()),
         ]
+    }
+
+    /// Restarts kube-apiserver the way a control-plane upgrade does: SIGTERM (it drains), then the same
+    /// command line again (same port, certificates and etcd), and waits until `/readyz` answers.
+    /// Clients see their watches end and their requests refused meanwhile. Returns how long the API was
+    /// unavailable (from the SIGTERM to ready). The new log is `kube-apiserver-<n>.log`.
+    pub async fn restart_apiserver(&mut self, timeout: Duration) -> Result<Duration, Error> {
+        let stopped_at = Instant::now();
+        self.apiserver.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.apiserver.is_running() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.apiserver.is_running() {
+            self.apiserver.signal(libc::SIGKILL);
+            while self.apiserver.is_running() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.apiserver_restarts += 1;
+        let log = self
+            .coords
+            .run_dir
+            .join("logs")
+            .join(format!("kube-apiserver-{}.log", self.apiserver_restarts));
+        let mut cmd = Command::new(testbin("kube-apiserver")?);
+        cmd.args(&self.apiserver_args);
+        self.apiserver = Supervised::spawn("kube-apiserver", cmd, &log)?;
+        let admin = kube::Client::try_from(kubeconfig::load(&self.coords.kubeconfig).await?)
+            .map_err(Error::kube("admin client"))?;
+        wait_ready("kube-apiserver", &mut self.apiserver, timeout, || {
+            let admin = admin.clone();
+            async move {
+                admin
+                    .request_text(http_get("/readyz"))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await?;
+        let down = stopped_at.elapsed();
+        let pid = self.apiserver.pid();
+        self.record_component("kube-apiserver", pid, &log)?;
+        Ok(down)
     }
 
     /// Records a process that runs next to the environment (e.g. the operator) in the coordinates and

@@ -29,7 +29,7 @@ static OWNED_RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
 ///
 /// The handle holds only coordinates; every client it returns is created for the caller's tokio
 /// runtime (each `#[tokio::test]` has its own), so call the client methods inside one.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Env {
     coords: Coordinates,
     admin_config: kube::Config,

@@ -29,6 +29,7 @@ mod net;
 pub mod pki;
 pub mod system;
 pub mod testing;
+pub mod traffic;
 
 pub use audit::{AuditEvent, AuditLog, AuditMark};
 pub use controlplane::{Coordinates, EnvOptions, RunningEnv};

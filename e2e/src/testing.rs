@@ -126,6 +126,19 @@ pub fn parse_response(text: &str) -> HttpResponse {
     }
 }
 
+/// The process id of the pod's first container (from the process-kubelet's `containerID:
+/// process://<pid>`), while it runs.
+pub fn container_pid(pod: &k8s_openapi::api::core::v1::Pod) -> Option<u32> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    status.state.as_ref()?.running.as_ref()?;
+    status
+        .container_id
+        .as_ref()?
+        .strip_prefix("process://")?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

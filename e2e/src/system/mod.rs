@@ -27,6 +27,7 @@ mod gateway;
 mod hostgroup;
 pub mod manifests;
 mod operator;
+mod stack;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,7 @@ pub use operator::{
     OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, OperatorOptions, OperatorProcess, install_namespace,
     install_operator_rbac, install_operator_rbac_namespaced,
 };
+pub use stack::{HELLO_WORLD_BODY, HELLO_WORLD_EXAMPLE, HELLO_WORLD_HOST, Stack, StackOptions};
 
 use crate::Error;
 

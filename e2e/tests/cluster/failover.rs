@@ -1,161 +1,76 @@
-//! What a person sees: `crds/examples/workloaddeployment-hello-world.yaml` applied on the host group of
-//! `deploy/hostgroup/` (host pods run by the process-kubelet), curled through `weft-gateway` under its
-//! shipped RBAC, and a host pod deleted while a request loop runs: not one request fails.
+//! Failover under traffic, as a person sees it: `crds/examples/workloaddeployment-hello-world.yaml`
+//! applied on the host group of `deploy/hostgroup/` (host pods run by the process-kubelet), curled
+//! through `weft-gateway` under its shipped RBAC by a bounded request loop that counts every failed
+//! request, while something breaks: a host pod is deleted, a host process is SIGKILLed, the NATS server
+//! goes away for 30 s, the operator leader is SIGKILLed in the middle of a rollout.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use weft_crds::{Workload, WorkloadDeployment};
+use weft_crds::names::labels::TEMPLATE_HASH;
+use weft_crds::workload::ConfigLayer;
+use weft_crds::{Host, Workload, WorkloadDeployment};
 use weft_e2e::Env;
-use weft_e2e::system::{
-    self, GatewayProcess, HostGroup, OPERATOR_SERVICE_ACCOUNT, OperatorOptions, OperatorProcess,
-};
-use weft_e2e::testing::http_get_host;
+use weft_e2e::system::{HELLO_WORLD_BODY, HELLO_WORLD_HOST, Stack, StackOptions};
+use weft_e2e::traffic::RequestLoop;
+use weft_testkit::{NatsServer, TempDir, free_port};
 
-use crate::support::{SOON, eventually};
+use crate::support::{SOON, container_pid, eventually};
+
+/// The example's name.
+const HELLO: &str = "hello-world";
+/// No loop runs longer than this (they are stopped well before).
+const LOOP_LIMIT: Duration = Duration::from_secs(180);
+
+async fn stack(env: &Env, ns: &str, options: StackOptions) -> Stack {
+    Stack::start(env, ns, options, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn loop_through(stack: &Stack) -> RequestLoop {
+    RequestLoop::start(
+        stack.gateway.proxy,
+        HELLO_WORLD_HOST,
+        HELLO_WORLD_BODY,
+        1,
+        LOOP_LIMIT,
+    )
+}
+
+fn host_of(w: &Workload) -> String {
+    w.status
+        .as_ref()
+        .and_then(|s| s.host_id.clone())
+        .unwrap_or_default()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_through_the_gateway_survives_a_host_pod_deletion_without_a_failed_request() {
     let env = Env::shared().await;
     let ns = env.new_namespace("failover").await.expect("namespace");
-    let admin = env.admin_client();
-    system::install_crds(&admin, SOON).await.expect("CRDs");
-    system::install_operator_rbac(&admin, &ns, &[], &[OPERATOR_SERVICE_ACCOUNT])
-        .await
-        .expect("the shipped operator RBAC");
-    system::install_gateway_rbac(&admin, &ns)
-        .await
-        .expect("the shipped gateway RBAC");
-    let logs = env.run_dir().join("logs");
-    let mut options = OperatorOptions::new(
-        system::workspace_binary("weft-operator").unwrap_or_else(|e| panic!("{e}")),
-        &ns,
-        logs.join(format!("weft-operator-{}.log", ns.name())),
-    );
-    options.args.push(format!("--watch-namespaces={}", ns.name()));
-    let _operator = OperatorProcess::start(env, &options, SOON)
+    let stack = stack(env, &ns, StackOptions::new(env, 3)).await;
+    let placed = stack
+        .deploy_hello_world(true, SOON)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let host_bin = system::workspace_binary("weft-host").unwrap_or_else(|e| panic!("{e}"));
-    env.kubelet()
-        .register_image(&system::host_image(&host_bin))
-        .expect("map the host image");
-    let group = HostGroup {
-        namespace: ns.to_string(),
-        group: "default".into(),
-        replicas: 2,
-        nats_url: env.nats_url().into(),
-    };
-    group.apply(&admin).await.expect("apply the host group");
-    group
-        .wait_ready(&admin, SOON)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let gateway = GatewayProcess::start(
-        env,
-        system::workspace_binary("weft-gateway").unwrap_or_else(|e| panic!("{e}")),
-        &ns,
-        None,
-        &[format!("--watch-namespaces={}", ns.name())],
-        &logs.join(format!("weft-gateway-{}.log", ns.name())),
-        SOON,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
 
-    // The example as shipped, with the hello component built here as its image.
-    let mut hello: WorkloadDeployment = serde_yaml::from_str(
-        &std::fs::read_to_string(system::manifests::source_file(
-            "crds/examples/workloaddeployment-hello-world.yaml",
-        ))
-        .expect("the example"),
-    )
-    .expect("the example parses");
-    hello.spec.template.spec.components.as_mut().unwrap()[0].image =
-        format!("file://{}", weft_test_components::HELLO);
-
-    let deployments: Api<WorkloadDeployment> = Api::namespaced(admin.clone(), &ns);
-    deployments
-        .create(&PostParams::default(), &hello)
-        .await
-        .expect("create the deployment");
-    let workloads: Api<Workload> = Api::namespaced(admin.clone(), &ns);
-    let placed = eventually("two Ready replicas on two hosts", SOON, || async {
-        let ws = workloads.list(&Default::default()).await.ok()?.items;
-        let hosts: std::collections::BTreeSet<String> = ws
-            .iter()
-            .filter_map(|w| w.status.as_ref()?.host_id.clone())
-            .collect();
-        (ws.len() == 2 && ws.iter().all(Workload::is_ready) && hosts.len() == 2).then_some(ws)
-    })
-    .await;
-    eventually("hello through the gateway", SOON, || async {
-        let r = http_get_host(gateway.proxy, "hello.example.com").await.ok()?;
-        (r.status == 200 && r.body == "hello\n").then_some(())
-    })
-    .await;
-
-    // A request loop through the gateway; one of the two host pods is deleted under it.
-    let stop = Arc::new(AtomicBool::new(false));
-    let proxy = gateway.proxy;
-    let looper = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u64, Vec::new());
-            let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
-                match http_get_host(proxy, "hello.example.com").await {
-                    Ok(r) if r.status == 200 && r.body == "hello\n" => ok += 1,
-                    Ok(r) => failed.push(format!("HTTP {}: {}", r.status, r.body.trim())),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            (ok, failed)
-        })
-    };
+    let traffic = loop_through(&stack);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let hosts: Api<weft_crds::Host> = Api::namespaced(admin.clone(), &ns);
-    let victim_host = placed[0].status.as_ref().unwrap().host_id.clone().unwrap();
-    let victim_ip = hosts
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|h| h.spec.host_id == victim_host)
-        .and_then(|h| h.spec.hostname)
-        .expect("the victim's Host");
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
-    let victim = pods
-        .list(&kube::api::ListParams::default().labels(&group.pod_selector()))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(victim_ip.as_str()))
-        .expect("the victim pod");
+    let victim_host = host_of(&placed[0]);
+    let victim = stack.pod_of_host(&victim_host).await.expect("the victim pod");
+    let pods: Api<Pod> = stack.api();
     let deleted_at = Instant::now();
     pods.delete(&victim.name_any(), &DeleteParams::default())
         .await
         .expect("delete the host pod");
-    let recovered = eventually(
-        "two Ready replicas again, none on the deleted pod",
-        SOON,
-        || async {
-            let ws = workloads.list(&Default::default()).await.ok()?.items;
-            (ws.len() == 2
-                && ws.iter().all(|w| {
-                    w.is_ready()
-                        && w.status.as_ref().and_then(|s| s.host_id.as_deref()) != Some(victim_host.as_str())
-                }))
-            .then(|| deleted_at.elapsed())
-        },
-    )
-    .await;
+    stack
+        .wait_spread(HELLO, 2, Some(&victim_host), SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let recovered = deleted_at.elapsed();
     // And the pod is gone (its host drained and exited) while the loop still runs.
     eventually("the deleted pod to go", SOON, || async {
         pods.get_opt(&victim.name_any())
@@ -165,12 +80,199 @@ async fn hello_world_through_the_gateway_survives_a_host_pod_deletion_without_a_
             .then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = looper.await.unwrap();
+    let traffic = traffic.finish().await;
     println!(
-        "host pod deleted under traffic: {ok} requests answered, {} failed; both replicas Ready again after {recovered:?}",
-        failed.len()
+        "host pod deleted under traffic: {} requests, {} failed; both replicas Ready elsewhere after {recovered:?}",
+        traffic.total(),
+        traffic.failures.len()
     );
-    assert!(ok > 100, "the loop ran: {ok}");
-    assert!(failed.is_empty(), "not one request fails: {failed:?}");
+    assert!(traffic.ok > 100, "the loop ran: {}", traffic.ok);
+    assert!(
+        traffic.failures.is_empty(),
+        "not one request fails:\n{}",
+        traffic.summary(10)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_without_warning_fails_at_most_the_request_in_flight_to_it() {
+    let env = Env::shared().await;
+    let ns = env.new_namespace("failover-kill").await.expect("namespace");
+    let stack = stack(env, &ns, StackOptions::new(env, 3)).await;
+    let placed = stack
+        .deploy_hello_world(true, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let traffic = loop_through(&stack);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let victim_host = host_of(&placed[0]);
+    let victim = stack.pod_of_host(&victim_host).await.expect("the victim pod");
+    let pid = container_pid(&victim).expect("the host process");
+    let hosts: Api<Host> = stack.api();
+    let killed_at = Instant::now();
+    weft_testkit::owned::signal_group(pid, libc::SIGKILL);
+    // The silent host is noticed (its Host no longer Ready, or gone) …
+    let detected = eventually("the killed host noticed", SOON, || async {
+        let gone_or_not_ready = hosts
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|h| h.spec.host_id == victim_host)
+            .is_none_or(|h| !h.is_ready());
+        gone_or_not_ready.then(|| killed_at.elapsed())
+    })
+    .await;
+    // … and its replica is placed elsewhere.
+    stack
+        .wait_spread(HELLO, 2, Some(&victim_host), SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let recovered = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let traffic = traffic.finish().await;
+    println!(
+        "host SIGKILLed under traffic: {} requests, {} failed; detected after {detected:?}, both replicas Ready elsewhere after {recovered:?}",
+        traffic.total(),
+        traffic.failures.len()
+    );
+    assert!(traffic.ok > 100, "the loop ran: {}", traffic.ok);
+    // Requests the dead host refuses are retried on the other replica; only one already sent to it
+    // (the loop has one in flight at a time) can be lost.
+    assert!(
+        traffic.failures.len() <= 1,
+        "at most the request in flight to the killed host fails:\n{}",
+        traffic.summary(10)
+    );
+    assert_eq!(
+        traffic.failed_between(killed_at + recovered, Instant::now()),
+        0,
+        "nothing fails once the replicas are whole again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thirty_second_nats_outage_interrupts_no_request_and_deletes_nothing() {
+    let env = Env::shared().await;
+    let ns = env.new_namespace("failover-nats").await.expect("namespace");
+    let nats_dir = TempDir::new("failover-nats").expect("temp dir");
+    let port = free_port();
+    let mut nats = NatsServer::start_in(nats_dir.path(), port).expect("nats-server");
+    let mut options = StackOptions::new(env, 2);
+    options.nats_url = Some(nats.url());
+    let stack = stack(env, &ns, options).await;
+    stack
+        .deploy_hello_world(true, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = stack.inventory().await.expect("inventory");
+
+    let traffic = loop_through(&stack);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during = stack.inventory().await.expect("inventory");
+    nats = NatsServer::start_in(nats_dir.path(), port).expect("nats-server again");
+    // Everything Ready again: both hosts and both replicas.
+    let hosts: Api<Host> = stack.api();
+    eventually("the hosts Ready again", SOON, || async {
+        let hs = hosts.list(&Default::default()).await.ok()?.items;
+        (hs.len() == 2 && hs.iter().all(Host::is_ready)).then_some(())
+    })
+    .await;
+    stack
+        .wait_spread(HELLO, 2, None, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let traffic = traffic.finish().await;
+    let after = stack.inventory().await.expect("inventory");
+    println!(
+        "NATS down 30 s under traffic: {} requests, {} failed",
+        traffic.total(),
+        traffic.failures.len()
+    );
+    assert_eq!(during, before, "nothing deleted or replaced during the outage");
+    assert_eq!(after, before, "nothing deleted or replaced after it");
+    assert!(traffic.ok > 100, "the loop ran: {}", traffic.ok);
+    assert!(
+        traffic.failures.is_empty(),
+        "HTTP does not go over NATS: not one request fails:\n{}",
+        traffic.summary(10)
+    );
+    drop(nats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_finishes_a_rollout_when_the_leader_is_killed_and_no_request_fails() {
+    let env = Env::shared().await;
+    let ns = env.new_namespace("failover-leader").await.expect("namespace");
+    let mut options = StackOptions::new(env, 2);
+    options.operator_replicas = 2;
+    let stack = stack(env, &ns, options).await;
+    stack
+        .deploy_hello_world(true, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let leader = eventually("a leader", SOON, || stack.leader()).await;
+    let restarts = stack.operator_restarts()[leader];
+
+    let traffic = loop_through(&stack);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A rollout (a new template: an environment variable for the component) and the leader killed
+    // right after.
+    let deployments: Api<WorkloadDeployment> = stack.api();
+    let mut template = deployments.get(HELLO).await.expect("get").spec.template;
+    template.spec.components.as_mut().expect("components")[0]
+        .local_resources
+        .get_or_insert_default()
+        .environment = Some(ConfigLayer {
+        config: Some([("REVISION".to_string(), "2".to_string())].into()),
+        ..Default::default()
+    });
+    let new_hash = template.hash();
+    let patched = deployments
+        .patch(
+            HELLO,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "spec": { "template": template } })),
+        )
+        .await
+        .expect("patch the template");
+    let generation = patched.metadata.generation;
+    let killed_at = Instant::now();
+    stack.signal_operator(leader, libc::SIGKILL).await;
+    // The killed replica is restarted (as its pod would be); when the lease expires the follower, or
+    // the restarted process, takes it.
+    eventually("a new leader", SOON, || stack.new_leader(leader, restarts)).await;
+    let took_over = killed_at.elapsed();
+    let rolled_out = eventually("the rollout finished", SOON, || async {
+        let d = deployments.get(HELLO).await.ok()?;
+        let status = d.status.as_ref()?;
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == weft_crds::ConditionStatus::True);
+        let ws = stack.ready_replicas(HELLO).await.ok()?;
+        let new = ws
+            .iter()
+            .filter(|w| w.labels().get(TEMPLATE_HASH) == Some(&new_hash))
+            .count();
+        (ready && status.observed_generation == generation && new == 2 && ws.len() == 2)
+            .then(|| killed_at.elapsed())
+    })
+    .await;
+    let traffic = traffic.finish().await;
+    println!(
+        "leader SIGKILLed during a rollout: {} requests, {} failed; a new leader after {took_over:?}, rollout done after {rolled_out:?}",
+        traffic.total(),
+        traffic.failures.len()
+    );
+    assert!(traffic.ok > 100, "the loop ran: {}", traffic.ok);
+    assert!(
+        traffic.failures.is_empty(),
+        "not one request fails:\n{}",
+        traffic.summary(10)
+    );
 }

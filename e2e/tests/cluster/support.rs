@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-pub use weft_e2e::testing::eventually;
+pub use weft_e2e::testing::{container_pid, eventually};
 
 /// The deadline for things the environment does in well under a second when healthy.
 pub const SOON: Duration = Duration::from_secs(60);
@@ -46,18 +46,6 @@ pub fn condition(pod: &Pod, type_: &str) -> Option<String> {
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| c.status.clone())
-}
-
-/// The process id of the pod's first container (from `containerID: process://<pid>`), while running.
-pub fn container_pid(pod: &Pod) -> Option<u32> {
-    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
-    status.state.as_ref()?.running.as_ref()?;
-    status
-        .container_id
-        .as_ref()?
-        .strip_prefix("process://")?
-        .parse()
-        .ok()
 }
 
 /// The environment of a live process (`KEY=VALUE` pairs), if it runs.
