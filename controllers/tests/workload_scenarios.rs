@@ -58,14 +58,22 @@ fn host(ready: ConditionStatus) -> Host {
 }
 
 async fn reconciler(hosts: Vec<Host>, workloads: Vec<Workload>) -> (WorkloadReconciler, Mock) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
     // No request in these scenarios reaches a host; the client connects in the background.
     let nats = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect("nats://127.0.0.1:9")
         .await
         .expect("a lazily connecting client");
+    reconciler_on(hosts, workloads, nats).await
+}
+
+async fn reconciler_on(
+    hosts: Vec<Host>,
+    workloads: Vec<Workload>,
+    nats: async_nats::Client,
+) -> (WorkloadReconciler, Mock) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
     let registry = weft_scheduler_builtin::registry(&Default::default());
     let snapshot = weft_scheduler_api::Snapshot::new(Vec::new()).unwrap();
     let scheduler = weft_scheduler_api::Scheduler::new(registry, "spread", snapshot, 7).unwrap();
@@ -187,6 +195,82 @@ async fn a_workload_without_its_finalizer_gets_it_first() {
             .unwrap()
             .starts_with("0/0 hosts")
     );
+    expect_nothing_more(&mut api).await;
+    run.await.unwrap().unwrap();
+}
+
+/// A Workload placed on `host-1` and known to run there (Placement, Sync and Ready True).
+fn running_workload() -> Workload {
+    let mut w = workload(component(json!({})));
+    let conditions: Vec<Condition> = ["Placement", "Sync", "Ready"]
+        .into_iter()
+        .map(|t| Condition::new(t, ConditionStatus::True).with_reason("Available"))
+        .collect();
+    w.status = Some(weft_crds::WorkloadStatus {
+        conditions,
+        host_id: Some("host-1".into()),
+        workload_id: Some("uid-w".into()),
+        ..Default::default()
+    });
+    w
+}
+
+/// A client of a real nats-server on which no host answers: every host request fails at once.
+async fn nats_without_hosts() -> (weft_testkit::NatsServer, async_nats::Client) {
+    let server = weft_testkit::NatsServer::start().expect("nats-server (make testbins)");
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    (server, client)
+}
+
+#[tokio::test]
+async fn an_unanswered_status_request_leaves_a_running_workload_ready() {
+    let (_server, nats) = nats_without_hosts().await;
+    let w = running_workload();
+    let (r, mut api) = reconciler_on(vec![host(ConditionStatus::True)], vec![w.clone()], nats).await;
+    let reply = serde_json::to_value(&w).unwrap();
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    // This fixture's conditions carry no messages, so the reconciler writes them out once; what
+    // matters is that it stays Sync and Ready (routed).
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply,
+    )
+    .await;
+    assert_eq!(condition(&patch, "Sync")["status"], "True");
+    assert_eq!(condition(&patch, "Ready")["status"], "True");
+    expect_nothing_more(&mut api).await;
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        Action::requeue_after(weft_controllers::workload::STATUS_RETRY),
+        "asked again soon"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_status_request_of_a_workload_not_known_to_run_is_sync_unknown() {
+    let mut w = running_workload();
+    for c in &mut w.status.as_mut().unwrap().conditions {
+        if c.type_ != "Placement" {
+            c.status = ConditionStatus::Unknown;
+        }
+    }
+    let reply = serde_json::to_value(&w).unwrap();
+    let (_server, nats) = nats_without_hosts().await;
+    let (r, mut api) = reconciler_on(vec![host(ConditionStatus::True)], vec![w.clone()], nats).await;
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply,
+    )
+    .await;
+    assert_eq!(condition(&patch, "Sync")["reason"], "HostUnreachable");
+    assert_eq!(condition(&patch, "Ready")["status"], "False");
     expect_nothing_more(&mut api).await;
     run.await.unwrap().unwrap();
 }

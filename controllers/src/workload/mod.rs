@@ -49,6 +49,8 @@ pub const NAME: &str = "workload-replica";
 pub const CONFIG_REF_INDEX: &str = "configRefs";
 /// How often a Ready Workload's state is checked with its host.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// How soon an unanswered status request of a running workload is tried again.
+pub const STATUS_RETRY: Duration = Duration::from_secs(2);
 /// Failed stop attempts after which a deletion goes ahead anyway (with a Warning Event).
 pub const STOP_ATTEMPTS: u32 = 5;
 /// How long a deleted Workload keeps serving before it is stopped, by default: routes (the gateway,
@@ -870,6 +872,13 @@ impl Reconciler<Workload> for WorkloadReconciler {
                     );
                 }
             },
+            // A status request that goes unanswered says nothing about the data plane (HTTP does not
+            // go over NATS, and NATS itself may be away): a workload known to run keeps its state, and
+            // whether its host is gone is the Host controller's call (heartbeats, probes, TTL).
+            Err(e) if condition::is_true(&status.conditions, ct::SYNC) => {
+                tracing::debug!(%host, %workload_id, error = %e, "status request failed; keeping the last known state");
+                next = Action::requeue_after(STATUS_RETRY);
+            }
             Err(e) => {
                 set(
                     &mut status,
