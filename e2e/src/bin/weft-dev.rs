@@ -17,7 +17,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, ResourceExt};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
@@ -27,8 +28,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
+use weft_crds::{Workload, WorkloadDeployment};
 use weft_e2e::kubelet::Backoff;
 use weft_e2e::system::{self, GatewayProcess, HostGroup, OperatorOptions, OperatorProcess};
+use weft_e2e::testing::http_get_host;
+use weft_e2e::traffic::RequestLoop;
 use weft_e2e::{Coordinates, Env, EnvOptions, ImageCommand, RunningEnv};
 use weft_host_api::{HostClient, HostHeartbeat};
 use weft_testkit::owned;
@@ -75,6 +79,10 @@ struct Args {
     /// Where weft-gateway (run with the operator) proxies.
     #[arg(long, default_value = "127.0.0.1:8000")]
     gateway_addr: SocketAddr,
+    /// The failover demo: deploy the hello-world example, curl it through the gateway in a loop and
+    /// print the requests answered and failed every second, while you delete a host pod.
+    #[arg(long, conflicts_with_all = ["bare", "no_operator", "command"])]
+    demo: bool,
     /// Seconds pods get to exit after SIGTERM when the environment stops.
     #[arg(long, default_value_t = 5)]
     pod_grace_seconds: u64,
@@ -234,6 +242,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = sigint.recv() => {}
                 _ = sigterm.recv() => {}
+                result = run_demo(&coords, &parts), if args.demo => result?,
             }
             eprintln!("weft-dev: stopping");
             ExitCode::SUCCESS
@@ -538,6 +547,90 @@ fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_ad
         println!("  kubectl scale -n {ns} deploy/{deployment} --replicas 3\n");
     }
     println!("Ctrl-C stops everything.");
+}
+
+/// `--demo`: the hello-world example deployed, a request loop through the gateway, and once a second
+/// the requests answered and failed and where the replicas run. Runs until weft-dev stops.
+async fn run_demo(coords: &Coordinates, parts: &System) -> anyhow::Result<()> {
+    let (Some(gateway), Some((group, _, _))) = (&parts.gateway, &parts.host_group) else {
+        bail!("--demo needs the operator, the gateway and host pods");
+    };
+    let env = Env::from_coordinates(coords.clone()).await?;
+    let admin = env.admin_client();
+    let deployment: WorkloadDeployment =
+        serde_yaml::from_str(&hello_deployment(weft_test_components::HELLO, &group.group))?;
+    let deployments: Api<WorkloadDeployment> = Api::namespaced(admin.clone(), "default");
+    match deployments.create(&PostParams::default(), &deployment).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("creating the hello-world deployment"),
+    }
+    let workloads: Api<Workload> = Api::namespaced(admin.clone(), "default");
+    let hosts: Api<weft_crds::Host> = Api::namespaced(admin.clone(), system::OPERATOR_NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), system::OPERATOR_NAMESPACE);
+    let placement = || async {
+        let ws = workloads
+            .list(&ListParams::default().labels("runtime.wasmcloud.dev/workload-deployment=hello-world"))
+            .await?
+            .items;
+        let hs = hosts.list(&ListParams::default()).await?.items;
+        let pod_names: BTreeMap<String, String> = pods
+            .list(&ListParams::default().labels(&group.pod_selector()))
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|p| Some((pod_ip(&p)?, p.name_any())))
+            .collect();
+        let on: Vec<String> = ws
+            .iter()
+            .filter(|w| w.is_ready() && w.metadata.deletion_timestamp.is_none())
+            .filter_map(|w| {
+                let id = w.status.as_ref()?.host_id.as_deref()?;
+                let ip = hs.iter().find(|h| h.spec.host_id == id)?.spec.hostname.clone()?;
+                Some(pod_names.get(&ip).cloned().unwrap_or(ip))
+            })
+            .collect();
+        Ok::<_, kube::Error>(on)
+    };
+    let deadline = Instant::now() + SYSTEM_TIMEOUT;
+    loop {
+        let served = http_get_host(gateway.proxy, "hello.example.com")
+            .await
+            .is_ok_and(|r| r.status == 200);
+        if served && placement().await.is_ok_and(|on| on.len() == 2) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the hello-world deployment was not served within {SYSTEM_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on = placement().await?;
+    println!();
+    println!(
+        "Demo: hello-world is served through the gateway; a request loop runs. In another terminal, delete"
+    );
+    println!("the host pod of a replica and watch the failed count (it stays 0) and where the replicas run:");
+    println!(
+        "  KUBECONFIG={} kubectl -n {} delete pod {}",
+        coords.kubeconfig.display(),
+        system::OPERATOR_NAMESPACE,
+        on.first().cloned().unwrap_or_default()
+    );
+    let traffic = RequestLoop::start(gateway.proxy, "hello.example.com", "hello\n", 1, Duration::MAX);
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (ok, failed) = traffic.progress();
+        let on = placement()
+            .await
+            .map(|on| on.join(", "))
+            .unwrap_or_else(|e| e.to_string());
+        println!(
+            "{:>6.0} s  requests answered {ok:>8}  failed {failed:>4}  replicas Ready on: {on}",
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// The hello-world WorkloadDeployment of `crds/examples/`, running the component at `path` on host
