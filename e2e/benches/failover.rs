@@ -28,11 +28,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use weft_crds::names::labels::TEMPLATE_HASH;
-use weft_crds::workload::ConfigLayer;
-use weft_crds::{Host, WorkloadDeployment};
+use weft_crds::Host;
 use weft_e2e::system::{HELLO_WORLD_BODY, HELLO_WORLD_HOST, Stack, StackOptions};
 use weft_e2e::testing::container_pid;
 use weft_e2e::traffic::{RequestLoop, Traffic};
@@ -148,14 +146,18 @@ async fn pod_delete(stack: &Stack, spread: bool) -> Rep {
     }
 }
 
-async fn host_sigkill(stack: &Stack, spread: bool) -> Rep {
+/// A replica's weft-host gets `signal`: SIGKILL (no drain; the kubelet restarts it at its address), or
+/// SIGSTOP (the process neither answers nor dies, so only silence tells: the kernel still accepts its
+/// connections). A stopped process is killed afterwards, so the kubelet restarts it for the next
+/// repetition.
+async fn signalled_host(stack: &Stack, spread: bool, signal: i32) -> Rep {
     let (host_id, pod) = victim(stack).await;
     let pid = container_pid(&pod).expect("the host process");
     let hosts: Api<Host> = stack.api();
     let traffic = start_loop(stack);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let at = Instant::now();
-    weft_testkit::owned::signal_group(pid, libc::SIGKILL);
+    weft_testkit::owned::signal_group(pid, signal);
     let detection = poll("the silent host noticed", || async {
         let hs = hosts.list(&Default::default()).await.ok()?.items;
         hs.iter()
@@ -170,39 +172,10 @@ async fn host_sigkill(stack: &Stack, spread: bool) -> Rep {
         .unwrap_or_else(|e| panic!("{e}"));
     let recovery = at.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Rep {
-        traffic: traffic.finish().await,
-        recovery,
-        detection: Some(detection),
-    }
-}
-
-/// SIGSTOP: the process neither answers nor dies, so only silence tells (its connections are accepted by
-/// the kernel and never answered). Killed afterwards, so the kubelet restarts it for the next repetition.
-async fn host_freeze(stack: &Stack, spread: bool) -> Rep {
-    let (host_id, pod) = victim(stack).await;
-    let pid = container_pid(&pod).expect("the host process");
-    let hosts: Api<Host> = stack.api();
-    let traffic = start_loop(stack);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let at = Instant::now();
-    weft_testkit::owned::signal_group(pid, libc::SIGSTOP);
-    let detection = poll("the frozen host noticed", || async {
-        let hs = hosts.list(&Default::default()).await.ok()?.items;
-        hs.iter()
-            .find(|h| h.spec.host_id == host_id)
-            .is_none_or(|h| !h.is_ready())
-            .then(|| at.elapsed())
-    })
-    .await;
-    stack
-        .wait_replicas(HELLO, 2, Some(&host_id), spread, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let recovery = at.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let traffic = traffic.finish().await;
-    weft_testkit::owned::signal_group(pid, libc::SIGKILL);
+    if signal != libc::SIGKILL {
+        weft_testkit::owned::signal_group(pid, libc::SIGKILL);
+    }
     Rep {
         traffic,
         recovery,
@@ -213,39 +186,16 @@ async fn host_freeze(stack: &Stack, spread: bool) -> Rep {
 async fn leader_kill(stack: &Stack, revision: usize) -> Rep {
     let leader = poll("a leader", || stack.leader()).await;
     let restarts = stack.operator_restarts()[leader];
-    let deployments: Api<WorkloadDeployment> = stack.api();
-    let mut template = deployments.get(HELLO).await.expect("get").spec.template;
-    template.spec.components.as_mut().expect("components")[0]
-        .local_resources
-        .get_or_insert_default()
-        .environment = Some(ConfigLayer {
-        config: Some([("REVISION".to_string(), revision.to_string())].into()),
-        ..Default::default()
-    });
-    let hash = template.hash();
+    let (template, hash) = stack.revised_template(HELLO, revision).await.expect("template");
     let traffic = start_loop(stack);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let patched = deployments
-        .patch(
-            HELLO,
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({ "spec": { "template": template } })),
-        )
-        .await
-        .expect("patch");
+    let generation = stack.apply_template(HELLO, &template).await.expect("patch");
     let at = Instant::now();
     stack.signal_operator(leader, libc::SIGKILL).await;
     poll("a new leader", || stack.new_leader(leader, restarts)).await;
     let detection = at.elapsed();
     poll("the rollout finished", || async {
-        let d = deployments.get(HELLO).await.ok()?;
-        let status = d.status.as_ref()?;
-        let ws = stack.ready_replicas(HELLO).await.ok()?;
-        let new = ws
-            .iter()
-            .filter(|w| w.labels().get(TEMPLATE_HASH) == Some(&hash))
-            .count();
-        (status.observed_generation == patched.metadata.generation && new == 2 && ws.len() == 2).then_some(())
+        stack.rolled_out(HELLO, generation, &hash, 2).await.then_some(())
     })
     .await;
     let recovery = at.elapsed();
@@ -385,8 +335,8 @@ async fn run() {
                 settle(&stack, spread).await;
                 let rep = match scenario {
                     "pod-delete" => pod_delete(&stack, spread).await,
-                    "host-sigkill" => host_sigkill(&stack, spread).await,
-                    "host-freeze" => host_freeze(&stack, spread).await,
+                    "host-sigkill" => signalled_host(&stack, spread, libc::SIGKILL).await,
+                    "host-freeze" => signalled_host(&stack, spread, libc::SIGSTOP).await,
                     "leader-kill" => {
                         revision += 1;
                         leader_kill(&stack, revision).await

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use weft_crds::names::labels::WORKLOAD_DEPLOYMENT;
-use weft_crds::{Host, Workload, WorkloadDeployment};
+use weft_crds::names::labels::{TEMPLATE_HASH, WORKLOAD_DEPLOYMENT};
+use weft_crds::workload::ConfigLayer;
+use weft_crds::{Host, Workload, WorkloadDeployment, WorkloadReplicaTemplate};
 
 use super::{
     GatewayProcess, HostGroup, OPERATOR_SERVICE_ACCOUNT, OperatorOptions, OperatorProcess, host_image,
@@ -370,6 +371,72 @@ impl Stack {
             .into_iter()
             .find(|p| ip_of(p).as_deref() == Some(ip.as_str()))
             .ok_or_else(|| Error::Env(format!("no host pod has IP {ip} (pods: {seen:?})")))
+    }
+
+    /// The template of deployment `name` with environment variable `REVISION=<revision>` for its first
+    /// component (a new template hash: a rollout), and that hash. Patch it in with
+    /// [`Stack::apply_template`].
+    pub async fn revised_template(
+        &self,
+        name: &str,
+        revision: usize,
+    ) -> Result<(WorkloadReplicaTemplate, String), Error> {
+        let mut template = self
+            .api::<WorkloadDeployment>()
+            .get(name)
+            .await
+            .map_err(Error::kube("get the deployment"))?
+            .spec
+            .template;
+        if let Some(c) = template.spec.components.as_mut().and_then(|c| c.first_mut()) {
+            c.local_resources.get_or_insert_default().environment = Some(ConfigLayer {
+                config: Some([("REVISION".to_string(), revision.to_string())].into()),
+                ..Default::default()
+            });
+        }
+        let hash = template.hash();
+        Ok((template, hash))
+    }
+
+    /// Writes `template` into deployment `name`; returns the deployment's new generation.
+    pub async fn apply_template(
+        &self,
+        name: &str,
+        template: &WorkloadReplicaTemplate,
+    ) -> Result<Option<i64>, Error> {
+        let patched = self
+            .api::<WorkloadDeployment>()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "spec": { "template": template } })),
+            )
+            .await
+            .map_err(Error::kube("patch the template"))?;
+        Ok(patched.metadata.generation)
+    }
+
+    /// Whether deployment `name` has rolled out `generation`: Ready, observed, and `replicas` Ready
+    /// Workloads, all of template `hash`.
+    pub async fn rolled_out(&self, name: &str, generation: Option<i64>, hash: &str, replicas: usize) -> bool {
+        let Ok(d) = self.api::<WorkloadDeployment>().get(name).await else {
+            return false;
+        };
+        let Some(status) = d.status.as_ref() else {
+            return false;
+        };
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == weft_crds::ConditionStatus::True);
+        let Ok(ws) = self.ready_replicas(name).await else {
+            return false;
+        };
+        let new = ws
+            .iter()
+            .filter(|w| w.labels().get(TEMPLATE_HASH).map(String::as_str) == Some(hash))
+            .count();
+        ready && status.observed_generation == generation && new == replicas && ws.len() == replicas
     }
 
     /// `Kind/name/uid` of every Host and Workload not being deleted: equal before and after something

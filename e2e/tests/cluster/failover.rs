@@ -7,11 +7,9 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use weft_crds::names::labels::TEMPLATE_HASH;
-use weft_crds::workload::ConfigLayer;
-use weft_crds::{Host, Workload, WorkloadDeployment};
+use weft_crds::{Host, Workload};
 use weft_e2e::Env;
 use weft_e2e::system::{HELLO_WORLD_BODY, HELLO_WORLD_HOST, Stack, StackOptions};
 use weft_e2e::traffic::RequestLoop;
@@ -222,25 +220,11 @@ async fn a_new_leader_finishes_a_rollout_when_the_leader_is_killed_and_no_reques
     tokio::time::sleep(Duration::from_secs(1)).await;
     // A rollout (a new template: an environment variable for the component) and the leader killed
     // right after.
-    let deployments: Api<WorkloadDeployment> = stack.api();
-    let mut template = deployments.get(HELLO).await.expect("get").spec.template;
-    template.spec.components.as_mut().expect("components")[0]
-        .local_resources
-        .get_or_insert_default()
-        .environment = Some(ConfigLayer {
-        config: Some([("REVISION".to_string(), "2".to_string())].into()),
-        ..Default::default()
-    });
-    let new_hash = template.hash();
-    let patched = deployments
-        .patch(
-            HELLO,
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({ "spec": { "template": template } })),
-        )
+    let (template, new_hash) = stack.revised_template(HELLO, 2).await.expect("template");
+    let generation = stack
+        .apply_template(HELLO, &template)
         .await
         .expect("patch the template");
-    let generation = patched.metadata.generation;
     let killed_at = Instant::now();
     stack.signal_operator(leader, libc::SIGKILL).await;
     // The killed replica is restarted (as its pod would be); when the lease expires the follower, or
@@ -248,18 +232,9 @@ async fn a_new_leader_finishes_a_rollout_when_the_leader_is_killed_and_no_reques
     eventually("a new leader", SOON, || stack.new_leader(leader, restarts)).await;
     let took_over = killed_at.elapsed();
     let rolled_out = eventually("the rollout finished", SOON, || async {
-        let d = deployments.get(HELLO).await.ok()?;
-        let status = d.status.as_ref()?;
-        let ready = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == weft_crds::ConditionStatus::True);
-        let ws = stack.ready_replicas(HELLO).await.ok()?;
-        let new = ws
-            .iter()
-            .filter(|w| w.labels().get(TEMPLATE_HASH) == Some(&new_hash))
-            .count();
-        (ready && status.observed_generation == generation && new == 2 && ws.len() == 2)
+        stack
+            .rolled_out(HELLO, generation, &new_hash, 2)
+            .await
             .then(|| killed_at.elapsed())
     })
     .await;
