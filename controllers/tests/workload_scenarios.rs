@@ -17,7 +17,7 @@ use weft_framework::{Action, Cache, Context, ObjectKey, Reconciler};
 
 mod support;
 
-use support::{Mock, condition, expect, expect_nothing_more, not_found};
+use support::{Mock, condition, expect, expect_event, expect_nothing_more, not_found};
 
 fn workload(spec: Value) -> Workload {
     serde_json::from_value(json!({
@@ -271,6 +271,94 @@ async fn an_unanswered_status_request_of_a_workload_not_known_to_run_is_sync_unk
     .await;
     assert_eq!(condition(&patch, "Sync")["reason"], "HostUnreachable");
     assert_eq!(condition(&patch, "Ready")["status"], "False");
+    expect_nothing_more(&mut api).await;
+    run.await.unwrap().unwrap();
+}
+
+/// A client of a real nats-server on which host `host-1` answers every `workload.status` request
+/// with a RUNNING status carrying `message`.
+async fn nats_with_host_reporting(message: &str) -> (weft_testkit::NatsServer, async_nats::Client) {
+    use futures::StreamExt;
+    let server = weft_testkit::NatsServer::start().expect("nats-server (make testbins)");
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let subject = weft_host_api::subjects::command_subject("host-1", weft_host_api::Command::WorkloadStatus);
+    let mut requests = client.subscribe(subject).await.expect("subscribe");
+    let reply = weft_host_api::to_json(&weft_host_api::WorkloadStatusResponse {
+        workload_status: Some(weft_host_api::WorkloadStatus::new(
+            "uid-w",
+            weft_host_api::WorkloadState::Running,
+            message,
+        )),
+    })
+    .unwrap();
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            if let Some(inbox) = request.reply {
+                let _ = responder.publish(inbox, reply.clone().into()).await;
+            }
+        }
+    });
+    client.flush().await.expect("flush");
+    (server, client)
+}
+
+#[tokio::test]
+async fn a_component_failing_most_requests_is_reported_on_healthy_and_by_an_event() {
+    let failures =
+        weft_host_api::RequestFailures::new(20, 20, "wasm trap: wasm `unreachable` instruction executed");
+    let (_server, nats) = nats_with_host_reporting(&failures.append_to("serving 1 component (http)")).await;
+    let w = running_workload();
+    let (r, mut api) = reconciler_on(vec![host(ConditionStatus::True)], vec![w.clone()], nats).await;
+    let reply = serde_json::to_value(&w).unwrap();
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    let event = expect_event(&mut api, "shop").await;
+    assert_eq!(event["reason"], "RequestsFailing");
+    assert_eq!(event["type"], "Warning");
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply,
+    )
+    .await;
+    let healthy = condition(&patch, "Healthy");
+    assert_eq!(healthy["status"], "False");
+    assert_eq!(healthy["reason"], "RequestsFailing");
+    let message = healthy["message"].as_str().unwrap();
+    assert!(message.contains("20 of the last 20 requests failed"), "{message}");
+    assert!(message.contains("unreachable"), "{message}");
+    assert_eq!(
+        condition(&patch, "Ready")["status"],
+        "True",
+        "reported, still routed"
+    );
+    expect_nothing_more(&mut api).await;
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_component_answering_its_requests_is_healthy() {
+    let failures = weft_host_api::RequestFailures::new(1, 64, "wasm trap: out of bounds memory access");
+    let (_server, nats) = nats_with_host_reporting(&failures.append_to("serving 1 component (http)")).await;
+    let w = running_workload();
+    let (r, mut api) = reconciler_on(vec![host(ConditionStatus::True)], vec![w.clone()], nats).await;
+    let reply = serde_json::to_value(&w).unwrap();
+    let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
+    let patch = expect(
+        &mut api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply,
+    )
+    .await;
+    assert_eq!(
+        condition(&patch, "Healthy")["status"],
+        "True",
+        "one failure in 64 is not failing"
+    );
     expect_nothing_more(&mut api).await;
     run.await.unwrap().unwrap();
 }

@@ -68,6 +68,9 @@ pub mod condition_types {
     pub const PLACEMENT: &str = "Placement";
     /// Workload, WorkloadDeployment, Artifact: the object is in sync with what it manages.
     pub const SYNC: &str = "Sync";
+    /// Workload (Weft): its component answers requests instead of failing them (trap, memory or time
+    /// limit). Reported only; it does not take the workload out of routing.
+    pub const HEALTHY: &str = "Healthy";
     /// WorkloadReplicaSet: replicas are being added.
     pub const SCALE_UP: &str = "ScaleUp";
     /// WorkloadReplicaSet: replicas are being removed.

@@ -16,8 +16,8 @@
 //! --host-missed-heartbeats=60`: random placement, a deleted replica stopped at once, a silent host
 //! noticed only after 60 s). `WEFT_BENCH_REPS` (default 20) repetitions of the scenarios that take
 //! seconds, `WEFT_BENCH_LONG_REPS` (default 5) of those that take half a minute or more (NATS outage,
-//! apiserver restart, leader kill, and wasmCloud mode's frozen host). `WEFT_BENCH_SCENARIOS` (comma-separated
-//! names) selects scenarios. Between repetitions the system is
+//! apiserver restart, leader kill, and wasmCloud mode's frozen host); `WEFT_BENCH_BASELINE_REPS`, if set,
+//! of every scenario in wasmCloud mode. `WEFT_BENCH_SCENARIOS` (comma-separated names) selects scenarios. Between repetitions the system is
 //! made whole again (3 Ready host pods and Hosts, both replicas Ready — on different hosts with Weft's
 //! spread placement; random placement may put both on one host, and a broken host then takes both).
 //!
@@ -287,6 +287,9 @@ fn main() {
 async fn run() {
     let reps = env_usize("WEFT_BENCH_REPS", 20);
     let long_reps = env_usize("WEFT_BENCH_LONG_REPS", 5);
+    let baseline_reps = std::env::var("WEFT_BENCH_BASELINE_REPS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
     let only: Option<Vec<String>> = std::env::var("WEFT_BENCH_SCENARIOS")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
@@ -318,13 +321,17 @@ async fn run() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let silent_reps = if m == 0 { reps } else { long_reps };
+        let (fast, silent, long) = match baseline_reps {
+            Some(n) if m == 1 => (n, n, n),
+            _ => (reps, silent_reps, long_reps),
+        };
         let plan: [(&'static str, usize); 6] = [
-            ("pod-delete", reps),
-            ("host-sigkill", reps),
-            ("host-freeze", silent_reps),
-            ("leader-kill", long_reps),
-            ("nats-outage", long_reps),
-            ("apiserver-restart", long_reps),
+            ("pod-delete", fast),
+            ("host-sigkill", fast),
+            ("host-freeze", silent),
+            ("leader-kill", long),
+            ("nats-outage", long),
+            ("apiserver-restart", long),
         ];
         let mut revision = 1;
         for (scenario, n) in plan {

@@ -70,8 +70,16 @@ pub async fn http_get_host<A>(addr: A, host: &str) -> std::io::Result<HttpRespon
 where
     A: tokio::net::ToSocketAddrs,
 {
+    http_get_host_path(addr, host, "/").await
+}
+
+/// [`http_get_host`] for `GET path`.
+pub async fn http_get_host_path<A>(addr: A, host: &str, path: &str) -> std::io::Result<HttpResponse>
+where
+    A: tokio::net::ToSocketAddrs,
+{
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;

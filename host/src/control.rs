@@ -305,7 +305,13 @@ fn running_status(id: &str, status: RuntimeStatus) -> WorkloadStatus {
         S::Running => WorkloadState::Running,
         S::Stopping | S::Stopped => WorkloadState::Stopping,
     };
-    WorkloadStatus::new(id, state, status.message)
+    let message = match &status.failures {
+        Some(f) if state == WorkloadState::Running => {
+            wire::RequestFailures::new(f.failed, f.of, &f.last_error).append_to(&status.message)
+        }
+        _ => status.message,
+    };
+    WorkloadStatus::new(id, state, message)
 }
 
 fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {
@@ -366,6 +372,7 @@ impl Workload for EmptyWorkload {
             state: weft_runtime::WorkloadState::Running,
             message: "running (no components)".into(),
             active_requests: 0,
+            failures: None,
         }
     }
 }
@@ -445,6 +452,7 @@ mod tests {
                 state: weft_runtime::WorkloadState::Running,
                 message: "serving".into(),
                 active_requests: 0,
+                failures: None,
             }
         }
     }

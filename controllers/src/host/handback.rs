@@ -18,6 +18,7 @@ pub fn handed_back(status: &WorkloadStatus, host_name: &str, host_id: &str, now:
     let mut conditions = status.conditions.clone();
     let message = format!("host {host_name} ({host_id}) went away; placing the workload again");
     condition::remove(&mut conditions, condition_types::HOST_SELECTION);
+    condition::remove(&mut conditions, condition_types::HEALTHY);
     for (type_, status) in [
         (condition_types::PLACEMENT, ConditionStatus::False),
         (condition_types::SYNC, ConditionStatus::Unknown),

@@ -37,7 +37,7 @@ use weft_crds::names::{condition_types as ct, finalizers, reasons};
 use weft_crds::{Host, Workload, WorkloadStatus};
 use weft_framework::events::EventRecorder;
 use weft_framework::{Action, Cache, Context, ReconcileError, Reconciler, finalizer};
-use weft_host_api::{ClientError, HostClient, WorkloadState};
+use weft_host_api::{ClientError, HostClient, RequestFailures, WorkloadState};
 use weft_scheduler_api::{Scheduler, SnapshotUpdate};
 
 use crate::error::{ApiError, api_err};
@@ -62,6 +62,8 @@ pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(1);
 pub const HOST_ERROR: &str = "HostError";
 /// The reason on conditions when the host did not answer.
 pub const HOST_UNREACHABLE: &str = "HostUnreachable";
+/// The reason on `Healthy` False: most recent requests failed in the component.
+pub const REQUESTS_FAILING: &str = "RequestsFailing";
 
 /// Index values of the ConfigMaps and Secrets a Workload names.
 pub fn config_ref_index(w: &Workload) -> Vec<String> {
@@ -499,7 +501,29 @@ struct Assumed {
 }
 
 /// Clears a Workload's placement so it is placed again.
+/// The `Healthy` condition for a running workload whose host reported `message`.
+fn healthy_condition(message: &str, host: &str) -> Condition {
+    match RequestFailures::parse(message).filter(RequestFailures::is_failing) {
+        Some(f) => cond(
+            ct::HEALTHY,
+            ConditionStatus::False,
+            REQUESTS_FAILING,
+            format!(
+                "{} of the last {} requests failed in the component on host {host}; last error: {}",
+                f.failed, f.of, f.last_error
+            ),
+        ),
+        None => cond(
+            ct::HEALTHY,
+            ConditionStatus::True,
+            reasons::AVAILABLE,
+            "no recent request failed in the component",
+        ),
+    }
+}
+
 fn unplace(status: &mut WorkloadStatus) {
+    condition::remove(&mut status.conditions, ct::HEALTHY);
     status.host_id = None;
     status.environment = None;
     status.workload_id = None;
@@ -823,6 +847,18 @@ impl Reconciler<Workload> for WorkloadReconciler {
                             format!("workload is {}", st.workload_state.as_str_name()),
                         ),
                     );
+                    if st.workload_state == WorkloadState::Running {
+                        let was_failing = condition::find(&status.conditions, ct::HEALTHY)
+                            .is_some_and(|c| c.status == ConditionStatus::False);
+                        let healthy = healthy_condition(&st.message, &host);
+                        if healthy.status == ConditionStatus::False && !was_failing {
+                            let message = healthy.message.clone().unwrap_or_default();
+                            self.recorder
+                                .warning(w.as_ref(), REQUESTS_FAILING, "Serve", message)
+                                .await;
+                        }
+                        set(&mut status, healthy);
+                    }
                 }
                 WorkloadState::Starting | WorkloadState::Unspecified => {
                     set(

@@ -59,3 +59,28 @@ pub fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
 pub fn conflict() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"})
 }
+
+/// Answers the next request, which must write an Event (events.k8s.io/v1) in `namespace`; returns
+/// the Event sent.
+pub async fn expect_event(handle: &mut Mock, namespace: &str) -> Value {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("expected an Event, but no request came")
+        .expect("the client is alive");
+    let prefix = format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events");
+    assert!(
+        request.uri().path().starts_with(&prefix),
+        "expected an Event, got {} {}",
+        request.method(),
+        request.uri()
+    );
+    let body = request.into_body().collect_bytes().await.unwrap();
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    send.send_response(
+        Response::builder()
+            .status(201)
+            .body(Body::from(serde_json::to_vec(&sent).unwrap()))
+            .unwrap(),
+    );
+    sent
+}

@@ -251,3 +251,186 @@ async fn a_new_leader_finishes_a_rollout_when_the_leader_is_killed_and_no_reques
         traffic.summary(10)
     );
 }
+
+/// The Host header of the trapping deployment.
+const TRAP_HOST: &str = "trap.example.com";
+
+/// The hello-world example turned into deployment `name` of one echo replica served on `host`
+/// (echo traps on `GET /trap`).
+fn echo_deployment(name: &str, host: &str) -> weft_crds::WorkloadDeployment {
+    let mut d = serde_json::to_value(Stack::hello_world().expect("the example")).expect("json");
+    d["metadata"]["name"] = name.into();
+    d["spec"]["replicas"] = 1.into();
+    let spec = &mut d["spec"]["template"]["spec"];
+    spec["components"][0]["image"] = format!("file://{}", weft_test_components::ECHO).into();
+    spec["hostInterfaces"][0]["config"]["host"] = host.into();
+    serde_json::from_value(d).expect("a WorkloadDeployment")
+}
+
+fn healthy(w: &Workload) -> Option<&weft_crds::condition::Condition> {
+    weft_crds::condition::find(&w.status.as_ref()?.conditions, "Healthy")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_traps_on_every_request_is_reported_and_the_other_workloads_are_untouched() {
+    let env = Env::shared().await;
+    let ns = env.new_namespace("failover-trap").await.expect("namespace");
+    let stack = stack(env, &ns, StackOptions::new(env, 2)).await;
+    stack
+        .deploy_hello_world(true, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stack
+        .api::<weft_crds::WorkloadDeployment>()
+        .create(&Default::default(), &echo_deployment("trapper", TRAP_HOST))
+        .await
+        .expect("create the trapping deployment");
+    eventually("the trapping replica Ready", SOON, || async {
+        (stack.ready_replicas("trapper").await.ok()?.len() == 1).then_some(())
+    })
+    .await;
+
+    let traffic = loop_through(&stack);
+    // Every request to the trapping component fails in it, through the gateway as directly.
+    for _ in 0..10 {
+        let r = weft_e2e::testing::http_get_host_path(stack.gateway.proxy, TRAP_HOST, "/trap")
+            .await
+            .expect("the gateway answers");
+        assert_eq!(r.status, 500, "the component traps: {}", r.body);
+    }
+    // The host reports it; the operator puts it on the Workload's Healthy condition (within a status
+    // check), and the replica stays Ready (routed): a failing component is reported, not hidden.
+    let workloads: Api<Workload> = stack.api();
+    let reported = eventually(
+        "Healthy False on the trapping Workload",
+        Duration::from_secs(90),
+        || async {
+            let list = workloads.list(&Default::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .filter(|w| w.name_any().starts_with("trapper-"))
+                .find_map(|w| {
+                    let c = healthy(&w)?;
+                    (c.status == weft_crds::condition::ConditionStatus::False)
+                        .then(|| (w.is_ready(), c.clone()))
+                })
+        },
+    )
+    .await;
+    let (still_ready, condition) = reported;
+    println!("trapping component reported: {condition:?}");
+    assert_eq!(condition.reason.as_deref(), Some("RequestsFailing"));
+    let message = condition.message.unwrap_or_default();
+    assert!(message.contains("10 of the last 10 requests failed"), "{message}");
+    assert!(message.contains("unreachable"), "the trap is named: {message}");
+    assert!(still_ready, "reported, not taken out of routing");
+
+    let traffic = traffic.finish().await;
+    assert!(traffic.ok > 100, "the loop ran: {}", traffic.ok);
+    assert!(
+        traffic.failures.is_empty(),
+        "the other workload is untouched:\n{}",
+        traffic.summary(10)
+    );
+    for w in stack.ready_replicas(HELLO).await.expect("hello replicas") {
+        let c = healthy(&w).expect("a Healthy condition on a running workload");
+        assert_eq!(
+            c.status,
+            weft_crds::condition::ConditionStatus::True,
+            "{}: {c:?}",
+            w.name_any()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_host_leaves_the_workloads_on_the_other_hosts_untouched() {
+    let env = Env::shared().await;
+    let ns = env.new_namespace("failover-crashloop").await.expect("namespace");
+    let stack = stack(env, &ns, StackOptions::new(env, 3)).await;
+    let placed = stack
+        .deploy_hello_world(true, SOON)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let serving: std::collections::BTreeSet<(String, String)> =
+        placed.iter().map(|w| (w.name_any(), host_of(w))).collect();
+    let hosts: Api<Host> = stack.api();
+    let idle = hosts
+        .list(&Default::default())
+        .await
+        .expect("Hosts")
+        .items
+        .into_iter()
+        .find(|h| !serving.iter().any(|(_, id)| *id == h.spec.host_id))
+        .expect("a host without a replica");
+    let pod = stack
+        .pod_of_host(&idle.spec.host_id)
+        .await
+        .expect("its pod")
+        .name_any();
+
+    let traffic = loop_through(&stack);
+    // The idle host's process dies three times in a row, each time soon after it registered again.
+    let mut killed = vec![idle.spec.host_id.clone()];
+    let pods: Api<Pod> = stack.api();
+    for round in 0..3 {
+        let p = pods.get(&pod).await.expect("the crash-looping pod");
+        let pid = container_pid(&p).expect("its host process");
+        weft_testkit::owned::signal_group(pid, libc::SIGKILL);
+        let next = eventually(
+            &format!("the host registered again after crash {}", round + 1),
+            SOON,
+            || async {
+                let hs = hosts.list(&Default::default()).await.ok()?.items;
+                let h = hs.into_iter().find(|h| {
+                    h.is_ready()
+                        && !killed.contains(&h.spec.host_id)
+                        && !serving.iter().any(|(_, id)| *id == h.spec.host_id)
+                })?;
+                let at = stack.pod_of_host(&h.spec.host_id).await.ok()?;
+                (at.name_any() == pod).then(|| h.spec.host_id.clone())
+            },
+        )
+        .await;
+        killed.push(next);
+    }
+    // Every dead incarnation's Host is gone; the last one serves.
+    eventually("the dead incarnations' Hosts deleted", SOON, || async {
+        let hs = hosts.list(&Default::default()).await.ok()?.items;
+        let ids: Vec<&str> = hs.iter().map(|h| h.spec.host_id.as_str()).collect();
+        (hs.len() == 3
+            && killed[..killed.len() - 1]
+                .iter()
+                .all(|k| !ids.contains(&k.as_str())))
+        .then_some(())
+    })
+    .await;
+    let traffic = traffic.finish().await;
+    let now: std::collections::BTreeSet<(String, String)> = stack
+        .ready_replicas(HELLO)
+        .await
+        .expect("replicas")
+        .iter()
+        .map(|w| (w.name_any(), host_of(w)))
+        .collect();
+    println!(
+        "host crash-looped 3 times: {} requests, {} failed",
+        traffic.total(),
+        traffic.failures.len()
+    );
+    assert_eq!(now, serving, "the replicas stayed where they were");
+    let restarts = pods
+        .get(&pod)
+        .await
+        .expect("the crash-looping pod")
+        .status
+        .and_then(|s| s.container_statuses?.first().map(|c| c.restart_count))
+        .unwrap_or_default();
+    assert!(restarts >= 3, "the pod reports its crashes (RESTARTS {restarts})");
+    assert!(traffic.ok > 100, "the loop ran: {}", traffic.ok);
+    assert!(
+        traffic.failures.is_empty(),
+        "the workloads on the other hosts are untouched:\n{}",
+        traffic.summary(10)
+    );
+}

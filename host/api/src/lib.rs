@@ -16,6 +16,7 @@
 
 mod client;
 pub mod connect;
+mod failures;
 mod messages;
 mod proto_json;
 pub mod subjects;
@@ -27,6 +28,7 @@ pub use client::{
     payload_snippet, reconnect_delay, server_round_trip,
 };
 pub use connect::{ConnectError, NatsSecurity};
+pub use failures::RequestFailures;
 pub use messages::{
     Component, Empty, EmptyDirVolume, HostHeartbeat, HostHeartbeatRequest, HostPathVolume, ImagePullPolicy,
     ImagePullSecret, LocalResources, Service, StringMap, Volume, VolumeMount, VolumeType, WitInterface,

@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::error::RuntimeError;
+use crate::failures::RecentFailures;
 use crate::spec::WorkloadSpec;
 
 /// A boxed, `Send` future (what the traits return, so they stay dyn-compatible).
@@ -111,6 +112,8 @@ pub struct WorkloadStatus {
     pub message: String,
     /// Requests being served right now.
     pub active_requests: usize,
+    /// Recent requests that failed in the component (trap, memory or time limit), if any.
+    pub failures: Option<RecentFailures>,
 }
 
 /// Result of [`RuntimeBackend::probe`].

@@ -6,11 +6,13 @@
 //! - [`metrics`]: [`RuntimeMetrics`], Prometheus metrics the host registers in its registry.
 //! - [`wasmtime_backend`]: [`WasmtimeBackend`], the default backend.
 //! - [`source`]: fetching components from OCI registries, `file://` and `http(s)://` into a local cache.
+//! - [`failures`]: [`FailureWindow`], which of a workload's recent requests failed, for its status.
 //! - [`allowlist`]: the outgoing-HTTP allowlist (`allowedHosts`).
 
 pub mod allowlist;
 pub mod backend;
 pub mod error;
+pub mod failures;
 pub mod metrics;
 pub mod source;
 pub mod spec;
@@ -21,6 +23,7 @@ pub use backend::{
     WorkloadStatus,
 };
 pub use error::{FetchError, RuntimeError};
+pub use failures::{FailureWindow, RecentFailures};
 pub use metrics::RuntimeMetrics;
 pub use spec::{
     ComponentSource, ComponentSpec, HostInterface, LocalResources, PullPolicy, RegistryCredentials,

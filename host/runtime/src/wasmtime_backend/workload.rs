@@ -21,6 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 use super::compile::Lease;
 use super::state::{InstanceState, MemoryLimiter, OutgoingHooks, OutgoingPolicy};
 use crate::backend::{BoxFuture, RequestBody, ResponseBody, Workload, WorkloadState, WorkloadStatus, body};
+use crate::failures::FailureWindow;
 use crate::metrics::{RequestOutcome, RuntimeMetrics};
 
 const RUNNING: u8 = 0;
@@ -71,6 +72,7 @@ struct Inner {
     state: AtomicU8,
     stopped: Notify,
     cancel: CancellationToken,
+    failures: FailureWindow,
     shared: Arc<Shared>,
 }
 
@@ -92,6 +94,7 @@ impl WasmtimeWorkload {
                 state: AtomicU8::new(RUNNING),
                 stopped: Notify::new(),
                 cancel: CancellationToken::new(),
+                failures: FailureWindow::default(),
                 shared,
             }),
         }
@@ -126,7 +129,8 @@ impl Drop for Inner {
 /// How the guest call ended.
 enum CallEnd {
     Ok,
-    Trap(String),
+    /// The full error with its backtrace (for the log) and its root cause (for the status).
+    Trap(String, String),
     Deadline,
     MemoryLimit(String),
     InstantiateError(String),
@@ -169,6 +173,7 @@ impl Workload for WasmtimeWorkload {
             } else {
                 active
             },
+            failures: inner.failures.snapshot(Instant::now()),
         }
     }
 }
@@ -406,7 +411,11 @@ impl Inner {
                 } else if instantiating {
                     CallEnd::InstantiateError(format!("{err:#}"))
                 } else {
-                    CallEnd::Trap(format!("{err:#}"))
+                    let cause = match err.downcast_ref::<Trap>() {
+                        Some(trap) => trap.to_string(),
+                        None => err.root_cause().to_string(),
+                    };
+                    CallEnd::Trap(format!("{err:#}"), cause)
                 }
             }
         }
@@ -415,7 +424,7 @@ impl Inner {
     fn count(&self, end: &CallEnd) {
         let outcome = match end {
             CallEnd::Ok => RequestOutcome::Ok,
-            CallEnd::Trap(_) => RequestOutcome::Trap,
+            CallEnd::Trap(..) => RequestOutcome::Trap,
             CallEnd::Deadline => RequestOutcome::Deadline,
             CallEnd::MemoryLimit(_) => RequestOutcome::MemoryLimit,
             CallEnd::InstantiateError(_) => RequestOutcome::InstantiateError,
@@ -423,11 +432,28 @@ impl Inner {
         };
         self.shared.metrics.count_outcome(outcome);
         match end {
-            CallEnd::Ok | CallEnd::Cancelled => {}
+            CallEnd::Ok => self.failures.record_success(),
+            CallEnd::Cancelled => {}
             CallEnd::Deadline => {
-                tracing::info!(workload = %self.workload_id, "request stopped at its CPU or time limit")
+                tracing::info!(workload = %self.workload_id, "request stopped at its CPU or time limit");
+                self.failures
+                    .record_failure("the component exceeded its CPU or time limit", Instant::now());
             }
-            CallEnd::Trap(msg) | CallEnd::MemoryLimit(msg) | CallEnd::InstantiateError(msg) => {
+            CallEnd::Trap(msg, cause) => {
+                tracing::info!(workload = %self.workload_id, error = %msg, "request failed in the component");
+                self.failures.record_failure(cause, Instant::now());
+            }
+            CallEnd::MemoryLimit(msg) => {
+                tracing::info!(workload = %self.workload_id, error = %msg, "request failed in the component");
+                self.failures.record_failure(
+                    &format!(
+                        "the component exceeded its memory limit of {} bytes",
+                        self.parts.memory_limit
+                    ),
+                    Instant::now(),
+                );
+            }
+            CallEnd::InstantiateError(msg) => {
                 tracing::info!(workload = %self.workload_id, error = %msg, "request failed in the component")
             }
         }
@@ -439,7 +465,7 @@ impl Inner {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "component returned without a response",
             ),
-            CallEnd::Trap(_) => body::text_response(StatusCode::INTERNAL_SERVER_ERROR, "component trapped"),
+            CallEnd::Trap(..) => body::text_response(StatusCode::INTERNAL_SERVER_ERROR, "component trapped"),
             CallEnd::MemoryLimit(_) => body::text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!(
@@ -460,6 +486,8 @@ impl Inner {
     fn internal_error(&self, what: &str, err: &wasmtime::Error) -> Response<ResponseBody> {
         tracing::warn!(workload = %self.workload_id, error = %format!("{err:#}"), "{what} failed");
         self.shared.metrics.count_outcome(RequestOutcome::Trap);
+        self.failures
+            .record_failure(&format!("{what} failed: {err:#}"), Instant::now());
         body::text_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("{what} failed"))
     }
 }
