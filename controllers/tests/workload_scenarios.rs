@@ -90,6 +90,18 @@ async fn reconciler_on(
     (r, handle)
 }
 
+/// Answers the next request, which must patch the Workload's status, with `reply`; returns the patch.
+async fn expect_status_patch(api: &mut Mock, reply: Value) -> Value {
+    expect(
+        api,
+        Method::PATCH,
+        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
+        200,
+        reply,
+    )
+    .await
+}
+
 fn ctx() -> Context {
     Context::new("workload-replica", ObjectKey::namespaced("shop", "w"), 0)
 }
@@ -110,14 +122,7 @@ async fn a_missing_configmap_is_named_on_config_and_nothing_else_happens() {
         not_found(),
     )
     .await;
-    let patch = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply.clone(),
-    )
-    .await;
+    let patch = expect_status_patch(&mut api, reply.clone()).await;
     let config = condition(&patch, "Config");
     assert_eq!(config["status"], "False");
     assert_eq!(
@@ -140,14 +145,7 @@ async fn no_ready_host_is_explained_on_host_selection() {
     let (r, mut api) = reconciler(vec![host(ConditionStatus::Unknown)], vec![w.clone()]).await;
     let reply = serde_json::to_value(&w).unwrap();
     let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
-    let patch = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply.clone(),
-    )
-    .await;
+    let patch = expect_status_patch(&mut api, reply.clone()).await;
     assert_eq!(condition(&patch, "Config")["status"], "True");
     let selection = condition(&patch, "HostSelection");
     assert_eq!(selection["status"], "False");
@@ -181,14 +179,7 @@ async fn a_workload_without_its_finalizer_gets_it_first() {
         json!(["runtime.wasmcloud.dev/workload-finalizer"])
     );
     // Then the decision on the cached object: no host at all.
-    let status = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply.clone(),
-    )
-    .await;
+    let status = expect_status_patch(&mut api, reply.clone()).await;
     assert!(
         condition(&status, "HostSelection")["message"]
             .as_str()
@@ -231,14 +222,7 @@ async fn an_unanswered_status_request_leaves_a_running_workload_ready() {
     let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
     // This fixture's conditions carry no messages, so the reconciler writes them out once; what
     // matters is that it stays Sync and Ready (routed).
-    let patch = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply,
-    )
-    .await;
+    let patch = expect_status_patch(&mut api, reply).await;
     assert_eq!(condition(&patch, "Sync")["status"], "True");
     assert_eq!(condition(&patch, "Ready")["status"], "True");
     expect_nothing_more(&mut api).await;
@@ -261,14 +245,7 @@ async fn an_unanswered_status_request_of_a_workload_not_known_to_run_is_sync_unk
     let (_server, nats) = nats_without_hosts().await;
     let (r, mut api) = reconciler_on(vec![host(ConditionStatus::True)], vec![w.clone()], nats).await;
     let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
-    let patch = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply,
-    )
-    .await;
+    let patch = expect_status_patch(&mut api, reply).await;
     assert_eq!(condition(&patch, "Sync")["reason"], "HostUnreachable");
     assert_eq!(condition(&patch, "Ready")["status"], "False");
     expect_nothing_more(&mut api).await;
@@ -315,14 +292,7 @@ async fn a_component_failing_most_requests_is_reported_on_healthy_and_by_an_even
     let event = expect_event(&mut api, "shop").await;
     assert_eq!(event["reason"], "RequestsFailing");
     assert_eq!(event["type"], "Warning");
-    let patch = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply,
-    )
-    .await;
+    let patch = expect_status_patch(&mut api, reply).await;
     let healthy = condition(&patch, "Healthy");
     assert_eq!(healthy["status"], "False");
     assert_eq!(healthy["reason"], "RequestsFailing");
@@ -346,14 +316,7 @@ async fn a_component_answering_its_requests_is_healthy() {
     let (r, mut api) = reconciler_on(vec![host(ConditionStatus::True)], vec![w.clone()], nats).await;
     let reply = serde_json::to_value(&w).unwrap();
     let run = tokio::spawn(async move { r.reconcile(Arc::new(w), &ctx()).await });
-    let patch = expect(
-        &mut api,
-        Method::PATCH,
-        "/apis/runtime.wasmcloud.dev/v1alpha1/namespaces/shop/workloads/w/status",
-        200,
-        reply,
-    )
-    .await;
+    let patch = expect_status_patch(&mut api, reply).await;
     assert_eq!(
         condition(&patch, "Healthy")["status"],
         "True",

@@ -17,9 +17,10 @@
 //! noticed only after 60 s). `WEFT_BENCH_REPS` (default 20) repetitions of the scenarios that take
 //! seconds, `WEFT_BENCH_LONG_REPS` (default 5) of those that take half a minute or more (NATS outage,
 //! apiserver restart, leader kill, and wasmCloud mode's frozen host); `WEFT_BENCH_BASELINE_REPS`, if set,
-//! of every scenario in wasmCloud mode. `WEFT_BENCH_SCENARIOS` (comma-separated names) selects scenarios. Between repetitions the system is
-//! made whole again (3 Ready host pods and Hosts, both replicas Ready — on different hosts with Weft's
-//! spread placement; random placement may put both on one host, and a broken host then takes both).
+//! of every scenario in wasmCloud mode. `WEFT_BENCH_SCENARIOS` (comma-separated names) selects
+//! scenarios. Between repetitions the system is made whole again (3 Ready host pods and Hosts, both
+//! replicas Ready — on different hosts with Weft's spread placement; random placement may put both on
+//! one host, and a broken host then takes both).
 //!
 //! The binaries come from the bench's build profile: `cargo build --release -p weft-host -p weft-operator
 //! -p weft-gateway` first. Results go to `docs/benchmarks.md`.

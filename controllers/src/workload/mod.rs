@@ -500,7 +500,6 @@ struct Assumed {
     message: String,
 }
 
-/// Clears a Workload's placement so it is placed again.
 /// The `Healthy` condition for a running workload whose host reported `message`.
 fn healthy_condition(message: &str, host: &str) -> Condition {
     match RequestFailures::parse(message).filter(RequestFailures::is_failing) {
@@ -522,6 +521,7 @@ fn healthy_condition(message: &str, host: &str) -> Condition {
     }
 }
 
+/// Clears a Workload's placement so it is placed again.
 fn unplace(status: &mut WorkloadStatus) {
     condition::remove(&mut status.conditions, ct::HEALTHY);
     status.host_id = None;

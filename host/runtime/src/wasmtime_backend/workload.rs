@@ -445,13 +445,8 @@ impl Inner {
             }
             CallEnd::MemoryLimit(msg) => {
                 tracing::info!(workload = %self.workload_id, error = %msg, "request failed in the component");
-                self.failures.record_failure(
-                    &format!(
-                        "the component exceeded its memory limit of {} bytes",
-                        self.parts.memory_limit
-                    ),
-                    Instant::now(),
-                );
+                self.failures
+                    .record_failure(&self.memory_limit_message(), Instant::now());
             }
             CallEnd::InstantiateError(msg) => {
                 tracing::info!(workload = %self.workload_id, error = %msg, "request failed in the component")
@@ -466,13 +461,9 @@ impl Inner {
                 "component returned without a response",
             ),
             CallEnd::Trap(..) => body::text_response(StatusCode::INTERNAL_SERVER_ERROR, "component trapped"),
-            CallEnd::MemoryLimit(_) => body::text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!(
-                    "component exceeded its memory limit of {} bytes",
-                    self.parts.memory_limit
-                ),
-            ),
+            CallEnd::MemoryLimit(_) => {
+                body::text_response(StatusCode::INTERNAL_SERVER_ERROR, &self.memory_limit_message())
+            }
             CallEnd::Deadline => {
                 body::text_response(StatusCode::GATEWAY_TIMEOUT, "component exceeded its time limit")
             }
@@ -481,6 +472,13 @@ impl Inner {
             }
             CallEnd::Cancelled => body::unavailable("workload stopped", self.parts.retry_after),
         }
+    }
+
+    fn memory_limit_message(&self) -> String {
+        format!(
+            "component exceeded its memory limit of {} bytes",
+            self.parts.memory_limit
+        )
     }
 
     fn internal_error(&self, what: &str, err: &wasmtime::Error) -> Response<ResponseBody> {
