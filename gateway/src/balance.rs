@@ -63,6 +63,8 @@ impl Ejections {
 
 /// Picks the next upstream of `route` after `cursor`, skipping `exclude` and ejected ones; when every
 /// other upstream is ejected, picks among them anyway (better a likely failure than a certain one).
+/// A retry (`exclude` set) does not advance the cursor, so a failing upstream is not handed every first
+/// attempt: round robin stays fair to the others.
 pub fn pick<'a>(
     route: &'a Route,
     cursor: &AtomicUsize,
@@ -73,7 +75,11 @@ pub fn pick<'a>(
     if n == 0 {
         return None;
     }
-    let start = cursor.fetch_add(1, Ordering::Relaxed);
+    let start = if exclude.is_some() {
+        cursor.load(Ordering::Relaxed)
+    } else {
+        cursor.fetch_add(1, Ordering::Relaxed)
+    };
     let mut candidates = (0..n).map(|i| &route.upstreams[(start + i) % n]);
     let allowed = |u: &&Upstream| Some(u.authority.as_str()) != exclude;
     candidates
@@ -184,6 +190,22 @@ mod tests {
         assert_eq!(u.authority, "10.0.0.0:9191", "all others ejected: fail open");
         assert!(pick(&route(1), &cursor, Some("10.0.0.0:9191"), |_| false).is_none());
         assert!(pick(&route(0), &cursor, None, |_| false).is_none());
+    }
+
+    #[test]
+    fn retries_do_not_hand_a_failing_upstream_every_first_attempt() {
+        let r = route(3);
+        let cursor = AtomicUsize::new(0);
+        let mut first = HashMap::new();
+        for _ in 0..300 {
+            let u = pick(&r, &cursor, None, |_| false).unwrap();
+            *first.entry(u.authority.clone()).or_insert(0) += 1;
+            if u.authority == "10.0.0.0:9191" {
+                let retry = pick(&r, &cursor, Some(&u.authority), |_| false).unwrap();
+                assert_ne!(retry.authority, u.authority);
+            }
+        }
+        assert!(first.values().all(|c| *c == 100), "{first:?}");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! `X-Forwarded-For`, `-Host`, `-Proto`, `X-Real-IP` and `X-Workload-Id` are set, an unknown host gets
 //! `503 No backend available` (or goes to `--fallback-endpoint`), an upstream failure `502 Gateway
 //! Error`. Beyond it: round robin over the hosts, a host that refuses a connection is ejected for a
-//! while, and a request that provably never reached an upstream (the connection could not be made) and
-//! has no body is tried once more on another host, within a retry budget.
+//! while, and a request without a body is tried once more on another host, within a retry budget, when
+//! it provably never reached an upstream (the connection could not be made) or, for a safe method
+//! (`GET`, `HEAD`, `OPTIONS`, `TRACE`), when the upstream's connection closed before a response head.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -265,13 +266,15 @@ impl Proxy {
         let mut result = self
             .send(&head, body.boxed(), first, target(first), peer, &host)
             .await;
-        if let Err(Failure::Connect(_)) = &result {
-            self.eject(first);
+        if let Err(failure) = &result {
+            if let Failure::Connect(_) = failure {
+                self.eject(first);
+            }
             let now = Instant::now();
-            let second = pick(route, cursor, Some(&first.authority), |a| {
-                self.ejections.is_ejected(a, now)
-            });
-            if let (true, Some(second)) = (bodiless, second)
+            if may_retry(&head.method, bodiless, failure)
+                && let Some(second) = pick(route, cursor, Some(&first.authority), |a| {
+                    self.ejections.is_ejected(a, now)
+                })
                 && self.budget.try_retry(now)
             {
                 self.metrics.retry(&route.hostname);
@@ -285,7 +288,7 @@ impl Proxy {
         let response = match result {
             Ok(r) => r,
             Err(Failure::Timeout) => text(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n"),
-            Err(Failure::Connect(e) | Failure::Other(e)) => {
+            Err(Failure::Connect(e) | Failure::NoResponse(e) | Failure::Other(e)) => {
                 tracing::debug!(host = %route.hostname, error = %e, "upstream failed");
                 text(StatusCode::BAD_GATEWAY, "Gateway Error\n")
             }
@@ -356,7 +359,7 @@ impl Proxy {
         match result {
             Err(_) => Err(Failure::Timeout),
             Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(e.to_string())),
-            Ok(Err(e)) => Err(Failure::Other(e.to_string())),
+            Ok(Err(e)) => Err(Failure::NoResponse(e.to_string())),
             Ok(Ok(response)) => Ok(response.map(|b| b.boxed())),
         }
     }
@@ -386,15 +389,55 @@ impl Proxy {
 enum Failure {
     /// No connection could be made: the request never reached the upstream.
     Connect(String),
+    /// The connection closed or was reset before a response head (the request may have reached the
+    /// upstream, but no answer came).
+    NoResponse(String),
     /// No response head within the request timeout.
     Timeout,
-    /// Anything else (the request may have reached the upstream).
+    /// The request could not be built for the upstream.
     Other(String),
+}
+
+/// Whether a failed attempt may be sent once more to another host (nginx's `proxy_next_upstream error`
+/// for idempotent requests, narrowed): only without a body; always when no connection could be made;
+/// for a safe method (RFC 9110 §9.2.1) also when the connection closed or was reset before a response
+/// head — a host that died under the request. Never after a timeout: the host may still be working.
+fn may_retry(method: &http::Method, bodiless: bool, failure: &Failure) -> bool {
+    use http::Method;
+    bodiless
+        && match failure {
+            Failure::Connect(_) => true,
+            Failure::NoResponse(_) => {
+                [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
+            }
+            Failure::Timeout | Failure::Other(_) => false,
+        }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bodiless_requests_that_got_no_answer_are_retried_and_unsafe_ones_only_if_never_sent() {
+        use http::Method;
+        let refused = Failure::Connect("refused".into());
+        let reset = Failure::NoResponse("connection reset".into());
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+            assert!(
+                may_retry(&m, true, &refused) && may_retry(&m, true, &reset),
+                "{m}"
+            );
+            assert!(!may_retry(&m, false, &reset), "{m} with a body");
+        }
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(may_retry(&m, true, &refused), "{m} never reached a host");
+            assert!(!may_retry(&m, true, &reset), "{m} may have reached a host");
+            assert!(!may_retry(&m, false, &refused), "{m} with a body");
+        }
+        assert!(!may_retry(&Method::GET, true, &Failure::Timeout));
+        assert!(!may_retry(&Method::GET, true, &Failure::Other("uri".into())));
+    }
 
     #[test]
     fn upstreams_get_the_forwarding_headers_and_no_hop_by_hop_ones() {

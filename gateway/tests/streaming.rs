@@ -4,7 +4,6 @@
 //! has seen its first bytes (or the other way round), and a bounded wait turns the deadlock into a
 //! failure that says so.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,18 +17,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, oneshot};
-use tokio_util::sync::CancellationToken;
-use weft_crds::condition::{Condition, ConditionStatus};
-use weft_crds::workload::{ConfigLayer, HostInterface};
-use weft_crds::{Host, HostFields, HostStatus, Workload, WorkloadSpec, WorkloadStatus};
-use weft_framework::Runnable;
-use weft_gateway::metrics::GatewayMetrics;
-use weft_gateway::proxy::{Proxy, ProxySettings};
-use weft_gateway::routes;
-use weft_gateway::server::ProxyServer;
+
+mod support;
 
 const HOSTNAME: &str = "stream.gw.test";
 /// How long a test waits for a chunk that a streaming gateway forwards at once.
@@ -45,86 +36,6 @@ struct Rendezvous {
     upstream_got_first: Signal,
     /// Awaited by the upstream before it sends the rest of a response body.
     client_got_first: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
-}
-
-fn ready(status: bool) -> Vec<Condition> {
-    vec![Condition::new(
-        "Ready",
-        if status {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-    )]
-}
-
-/// The table with one Ready replica of [`HOSTNAME`] on a host whose ingress is `upstream`.
-fn table_to(upstream: SocketAddr) -> routes::RouteTable {
-    let mut host = Host::new(
-        "host-a",
-        HostFields {
-            host_id: "a".into(),
-            hostname: Some(upstream.ip().to_string()),
-            http_port: Some(u32::from(upstream.port())),
-            ..Default::default()
-        },
-    );
-    host.status = Some(HostStatus {
-        conditions: ready(true),
-        ..Default::default()
-    });
-    let mut workload = Workload::new(
-        "stream",
-        WorkloadSpec {
-            host_interfaces: Some(vec![HostInterface {
-                namespace: "wasi".into(),
-                package: "http".into(),
-                interfaces: vec!["incoming-handler".into()],
-                config_layer: ConfigLayer {
-                    config: Some([("host".to_string(), HOSTNAME.to_string())].into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    );
-    workload.metadata.namespace = Some("default".into());
-    workload.status = Some(WorkloadStatus {
-        conditions: ready(true),
-        host_id: Some("a".into()),
-        workload_id: Some("w-1".into()),
-        ..Default::default()
-    });
-    routes::build([&host], [&workload], &HashSet::new())
-}
-
-/// The gateway's listener and request path on a free loopback port, routing [`HOSTNAME`] to `upstream`.
-async fn start_gateway(upstream: SocketAddr) -> (SocketAddr, CancellationToken) {
-    let mut registry = Registry::default();
-    let proxy = Arc::new(Proxy::new(
-        ProxySettings {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(30),
-            ejection: Duration::from_secs(1),
-            fallback: None,
-            threads: 2,
-        },
-        GatewayMetrics::register(&mut registry),
-    ));
-    proxy.publish(table_to(upstream));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let cancel = CancellationToken::new();
-    let server = Box::new(ProxyServer::new(
-        listener,
-        proxy,
-        2,
-        Duration::ZERO,
-        Duration::from_secs(5),
-    ));
-    tokio::spawn(server.start(cancel.clone()));
-    (addr, cancel)
 }
 
 fn channel_body() -> (mpsc::Sender<Result<Frame<Bytes>, Infallible>>, TestBody) {
@@ -238,7 +149,7 @@ async fn a_response_body_reaches_the_client_while_the_upstream_is_still_sending_
     let (got_first_tx, got_first_rx) = oneshot::channel();
     *meet.client_got_first.lock().await = Some(got_first_rx);
     let upstream = start_upstream(meet).await;
-    let (gateway, _stop) = start_gateway(upstream).await;
+    let (gateway, _stop) = support::start_gateway(support::table_to(HOSTNAME, &[upstream])).await;
 
     let mut sender = client(gateway).await;
     let response = within(
@@ -270,7 +181,7 @@ async fn a_request_body_reaches_the_upstream_while_the_client_is_still_sending_i
     let (upstream_tx, upstream_rx) = oneshot::channel();
     *meet.upstream_got_first.lock().await = Some(upstream_tx);
     let upstream = start_upstream(meet).await;
-    let (gateway, _stop) = start_gateway(upstream).await;
+    let (gateway, _stop) = support::start_gateway(support::table_to(HOSTNAME, &[upstream])).await;
 
     let (mut tx, body) = channel_body();
     let mut sender = client(gateway).await;
@@ -305,7 +216,7 @@ async fn a_large_body_goes_through_and_back_intact() {
     const TOTAL: usize = 32 << 20;
     const CHUNK: usize = 64 << 10;
     let upstream = start_upstream(Rendezvous::default()).await;
-    let (gateway, _stop) = start_gateway(upstream).await;
+    let (gateway, _stop) = support::start_gateway(support::table_to(HOSTNAME, &[upstream])).await;
 
     let (mut tx, body) = channel_body();
     let mut sender = client(gateway).await;
