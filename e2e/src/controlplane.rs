@@ -246,6 +246,10 @@ impl RunningEnv {
             let client = kube::Client::try_from(config).map_err(Error::kube("kubelet client"))?;
             let mut kubelet_config = KubeletConfig::new(NODE_NAME, &pods_dir, &images_dir, &kubelet_log);
             kubelet_config.extra_images = options.images.clone();
+            kubelet_config.api_server = Some(kubelet::ApiServerAccess {
+                url: apiserver_url.clone(),
+                ca_cert: pki.ca_cert(),
+            });
             Some(kubelet::start(client, kubelet_config).await?)
         } else {
             None

@@ -8,6 +8,10 @@
 //! * runs each container as a process (see [`images`] for how images map to local commands) with
 //!   the environment the pod asks for (plain values, downward API `fieldRef`/`resourceFieldRef`,
 //!   ConfigMap/Secret references, `envFrom`), its output in `<pods_dir>/<ns>_<name>_<uid>/<container>.log`;
+//! * gives each container of a pod that wants its ServiceAccount token (`automountServiceAccountToken`
+//!   of the pod, else of the ServiceAccount, else yes) a `KUBECONFIG` with a token of that account bound
+//!   to the pod, in place of the projected token volume, so in-cluster clients (kube-rs
+//!   `Config::infer`, client-go) work unchanged;
 //! * reports status (`Running`, conditions, container states, `Ready` from `httpGet`/`tcpSocket`/`exec`
 //!   readiness probes or at start), kills containers that fail liveness probes, and restarts exited
 //!   containers per `restartPolicy` with crash-loop back-off and `restartCount`;
@@ -70,6 +74,17 @@ pub struct KubeletConfig {
     pub backoff: Backoff,
     /// How often the node Lease is renewed.
     pub lease_renew_interval: Duration,
+    /// The apiserver pods reach with their ServiceAccount's credentials; `None` gives pods none.
+    pub api_server: Option<ApiServerAccess>,
+}
+
+/// Where pods find the apiserver: what an in-cluster `KUBECONFIG` points at.
+#[derive(Debug, Clone)]
+pub struct ApiServerAccess {
+    /// The apiserver URL, e.g. `https://127.0.0.1:6443`.
+    pub url: String,
+    /// The CA certificate that signed its serving certificate.
+    pub ca_cert: PathBuf,
 }
 
 impl KubeletConfig {
@@ -84,6 +99,7 @@ impl KubeletConfig {
             log_path: log_path.to_path_buf(),
             backoff: Backoff::default(),
             lease_renew_interval: Duration::from_secs(10),
+            api_server: None,
         }
     }
 }

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodCondition, PodStatus, Secret};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Pod, PodCondition, PodStatus, Secret, ServiceAccount,
+};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -309,6 +312,57 @@ impl Worker {
         lookups
     }
 
+    /// Writes `<pod dir>/serviceaccount.kubeconfig` with a fresh token of the pod's ServiceAccount,
+    /// bound to the pod (it stops working when the pod is gone) and valid 24 h, when the kubelet knows
+    /// the apiserver and the pod wants the token. It stands in for the projected token volume and
+    /// `KUBERNETES_SERVICE_HOST`; every container start mints a new one (there is no rotation).
+    async fn service_account_kubeconfig(&self) -> Result<Option<PathBuf>, String> {
+        let Some(api_server) = self.shared.config.api_server.as_ref() else {
+            return Ok(None);
+        };
+        let namespace = self.pod.namespace().unwrap_or_default();
+        let name = spec::service_account_name(&self.pod);
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.shared.client.clone(), &namespace);
+        let account = match accounts.get_opt(name).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return Err(format!("ServiceAccount {namespace}/{name} not found")),
+            Err(e) => return Err(format!("get ServiceAccount {namespace}/{name}: {e}")),
+        };
+        if !spec::token_wanted(&self.pod, account.automount_service_account_token) {
+            return Ok(None);
+        }
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(24 * 3600),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(self.pod.name_any()),
+                    uid: Some(self.uid.clone()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|e| format!("TokenRequest for ServiceAccount {namespace}/{name}: {e}"))?
+            .status
+            .and_then(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| format!("TokenRequest for ServiceAccount {namespace}/{name} returned no token"))?;
+        let path = self.dir.join("serviceaccount.kubeconfig");
+        let yaml = crate::kubeconfig::render(
+            name,
+            &api_server.url,
+            &api_server.ca_cert,
+            &crate::kubeconfig::Credentials::Token(&token),
+        );
+        std::fs::write(&path, yaml).map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(Some(path))
+    }
+
     /// Leaves a container waiting with `reason` and retries it after the back-off.
     fn wait_and_retry(&mut self, idx: usize, reason: &str, message: String) {
         let backoff = self.shared.config.backoff;
@@ -348,10 +402,15 @@ impl Worker {
             node_cpus: self.shared.node_cpus,
             node_memory: self.shared.node_memory,
         };
-        let launch = match spec::launch(&facts, &container, &image, &lookups) {
+        let mut launch = match spec::launch(&facts, &container, &image, &lookups) {
             Ok(launch) => launch,
             Err(e) => return self.wait_and_retry(idx, "CreateContainerConfigError", e.to_string()),
         };
+        match self.service_account_kubeconfig().await {
+            Ok(Some(path)) => spec::add_service_account_kubeconfig(&mut launch, &path.display().to_string()),
+            Ok(None) => {}
+            Err(message) => return self.wait_and_retry(idx, "CreateContainerConfigError", message),
+        }
         let log_path = self.dir.join(format!("{}.log", container.name));
         let log = match std::fs::OpenOptions::new()
             .create(true)

@@ -131,6 +131,42 @@ pub fn launch(
     Ok(Launch { program, args, env })
 }
 
+/// The environment variable through which a container finds its ServiceAccount credentials.
+pub const SERVICE_ACCOUNT_KUBECONFIG_ENV: &str = "KUBECONFIG";
+
+/// The ServiceAccount a pod runs as (`spec.serviceAccountName`, else `default`).
+pub fn service_account_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+}
+
+/// Whether a pod gets its ServiceAccount's credentials: the pod's `automountServiceAccountToken`
+/// wins, then the ServiceAccount's, and both unset means yes (what the ServiceAccount admission
+/// plugin decides for the token volume).
+pub fn token_wanted(pod: &Pod, service_account_automount: Option<bool>) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.automount_service_account_token)
+        .or(service_account_automount)
+        .unwrap_or(true)
+}
+
+/// Points the container at the pod's ServiceAccount kubeconfig, unless it sets `KUBECONFIG` itself.
+pub fn add_service_account_kubeconfig(launch: &mut Launch, kubeconfig: &str) {
+    if !launch
+        .env
+        .iter()
+        .any(|(k, _)| k == SERVICE_ACCOUNT_KUBECONFIG_ENV)
+    {
+        launch
+            .env
+            .push((SERVICE_ACCOUNT_KUBECONFIG_ENV.to_string(), kubeconfig.to_string()));
+    }
+}
+
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -328,6 +364,44 @@ pub fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn service_account_credentials_follow_the_pod_then_the_account_then_default_yes() {
+        let pod = |spec: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"spec": spec})).unwrap()
+        };
+        let unset = pod(serde_json::json!({"containers": []}));
+        let off = pod(serde_json::json!({"containers": [], "automountServiceAccountToken": false}));
+        let on = pod(
+            serde_json::json!({"containers": [], "automountServiceAccountToken": true, "serviceAccountName": "op"}),
+        );
+        assert!(token_wanted(&unset, None));
+        assert!(!token_wanted(&unset, Some(false)));
+        assert!(!token_wanted(&off, None));
+        assert!(!token_wanted(&off, Some(true)));
+        assert!(token_wanted(&on, Some(false)));
+        assert_eq!(service_account_name(&unset), "default");
+        assert_eq!(service_account_name(&on), "op");
+
+        let mut launch = Launch {
+            program: "p".into(),
+            args: vec![],
+            env: vec![],
+        };
+        add_service_account_kubeconfig(&mut launch, "/pods/x/serviceaccount.kubeconfig");
+        assert_eq!(
+            launch.env,
+            vec![("KUBECONFIG".into(), "/pods/x/serviceaccount.kubeconfig".into())]
+        );
+        let mut own = Launch {
+            program: "p".into(),
+            args: vec![],
+            env: vec![("KUBECONFIG".into(), "/mine".into())],
+        };
+        add_service_account_kubeconfig(&mut own, "/pods/x/serviceaccount.kubeconfig");
+        assert_eq!(own.env, vec![("KUBECONFIG".into(), "/mine".into())]);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -256,3 +256,74 @@ async fn unknown_image_waits_until_a_mapping_is_registered() {
         "first start, not a restart"
     );
 }
+
+#[tokio::test]
+async fn containers_get_their_service_accounts_credentials_unless_they_opt_out() {
+    let env = Env::shared().await;
+    let ns = env.new_namespace("satoken").await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(env.admin_client(), &ns);
+    let mut opted_out = testpod("no-token", &["sleep"], json!([]));
+    opted_out.spec.as_mut().unwrap().automount_service_account_token = Some(false);
+    for pod in [testpod("with-token", &["sleep"], json!([])), opted_out] {
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let running = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            eventually(&format!("{name} ready"), SOON, || async {
+                pods.get(name).await.ok().filter(is_ready)
+            })
+            .await
+        }
+    };
+    let with_token = running("with-token").await;
+    let no_token = running("no-token").await;
+    let kubeconfig_of = |pod: &Pod| {
+        process_env(container_pid(pod).unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == "KUBECONFIG")
+            .map(|(_, v)| v)
+    };
+    assert_eq!(
+        kubeconfig_of(&no_token),
+        None,
+        "automountServiceAccountToken: false"
+    );
+    let path = kubeconfig_of(&with_token).expect("KUBECONFIG for a pod that wants its token");
+
+    // The credentials are the pod's ServiceAccount's, with its RBAC (none): the apiserver names the
+    // account when it refuses.
+    let config = weft_e2e::kubeconfig::load(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let denied = Api::<Secret>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .expect_err("the default ServiceAccount may not list Secrets");
+    let kube::Error::Api(status) = denied else {
+        panic!("expected a 403, got {denied:?}");
+    };
+    assert_eq!(status.code, 403);
+    let account = format!("system:serviceaccount:{}:default", ns.name());
+    assert!(status.message.contains(&account), "{}", status.message);
+
+    // The token is bound to the pod: once the pod is gone the apiserver no longer accepts it.
+    pods.delete("with-token", &Default::default()).await.unwrap();
+    eventually("the pod gone", SOON, || async {
+        pods.get_opt("with-token").await.ok().filter(Option::is_none)
+    })
+    .await;
+    let after = eventually("the bound token rejected", SOON, || async {
+        match Api::<Secret>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 401 => Some(s.code),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(after, 401);
+}
