@@ -2,7 +2,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/weft/target
 export CARGO_TARGET_DIR
 
-.PHONY: test testbins fmt lint unit dev crds
+.PHONY: test testbins fmt lint unit dev crds manifests
 
 ## test: everything CI checks: formatting, clippy with -D warnings, and every test (unit and end to end).
 ## The tests run inside one shared environment (control plane, NATS, process-kubelet) that weft-dev starts
@@ -13,13 +13,17 @@ test: testbins
 	cargo test --workspace --locked --no-run
 	$(CARGO_TARGET_DIR)/debug/weft-dev -- cargo test --workspace --locked
 
-## testbins: build (once, cached by version) kube-apiserver, kube-controller-manager, kubectl, etcd, nats-server.
+## testbins: build (once, cached by version) kube-apiserver, kube-controller-manager, kubectl, etcd, nats-server, helm.
 testbins:
 	./e2e/testbins/build.sh >/dev/null
 
-## crds: regenerate crds/*.yaml from the Rust types.
+## crds: regenerate crds/*.yaml from the Rust types (then make manifests: the chart carries a copy).
 crds:
 	cargo run -q -p weft-crdgen -- crds
+
+## manifests: regenerate the plain manifests of deploy/ and the chart's CRDs from deploy/charts/weft.
+manifests: testbins
+	./deploy/generate.sh
 
 ## dev: run the whole system locally on the embedded control plane: the CRDs, weft-operator under its
 ## ServiceAccount and a host group of weft-host pods (Ctrl-C stops everything). Flags go in DEV_ARGS,

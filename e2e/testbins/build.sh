@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries Weft's tests run against, from their Go modules:
-# kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3)
-# and nats-server. Idempotent: each set lands in a cache directory and is only rebuilt when its stamp
-# (version + hash of the pinned go.mod/go.sum) changes. Concurrent runs wait for each other (flock); binaries
+# kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3),
+# nats-server and helm (for the chart tests). Idempotent: each set lands in a cache directory and is only
+# rebuilt when its stamp (version + hash of the pinned go.mod/go.sum) changes. Concurrent runs wait for each other (flock); binaries
 # are installed atomically, so an interrupted build never leaves a half-written one behind.
 # Prints the directory holding the binaries on the last line.
 #
@@ -14,6 +14,7 @@ K8S_STAGING=v0.37.2
 K8S_MINOR=37
 ETCD_VERSION=v3.6.16
 NATS_VERSION=v2.12.8
+HELM_VERSION=v4.3.2
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${WEFT_TESTBINS_DIR:-$HOME/.cache/weft/testbins}"
@@ -75,7 +76,16 @@ build_nats() {
   echo "$want" > "$cache/nats.stamp"
 }
 
+build_helm() {
+  local want; want="$(stamp "helm $HELM_VERSION" helm)"
+  if stamp_ok helm "$want" && [ -x "$out/helm" ]; then return; fi
+  echo "building helm $HELM_VERSION (cold: ~3 min on 2 cores)" >&2
+  build_into_out helm -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" helm.sh/helm/v4/cmd/helm
+  echo "$want" > "$cache/helm.stamp"
+}
+
 build_nats
+build_helm
 build_etcd
 build_k8s
 echo "$out"

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chart;
 mod gateway;
 mod hostgroup;
 pub mod manifests;

@@ -4,6 +4,7 @@
 mod crds;
 mod deletion;
 mod failover;
+mod helm;
 mod kubelet;
 mod lifecycle;
 mod rbac;
