@@ -13,7 +13,8 @@ test: testbins
 	cargo test --workspace --locked --no-run
 	$(CARGO_TARGET_DIR)/debug/weft-dev -- cargo test --workspace --locked
 
-## testbins: build (once, cached by version) kube-apiserver, kube-controller-manager, kubectl, etcd, nats-server, helm.
+## testbins: build (once, cached by version) kube-apiserver, kube-controller-manager, kubectl, etcd, nats-server, helm,
+## prometheus.
 testbins:
 	./e2e/testbins/build.sh >/dev/null
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries Weft's tests run against, from their Go modules:
 # kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3),
-# nats-server and helm (for the chart tests). Idempotent: each set lands in a cache directory and is only
-# rebuilt when its stamp (version + hash of the pinned go.mod/go.sum) changes. Concurrent runs wait for each other (flock); binaries
-# are installed atomically, so an interrupted build never leaves a half-written one behind.
+# nats-server, helm (for the chart tests) and prometheus (for the metrics tests). Idempotent: each set
+# lands in a cache directory and is only rebuilt when its stamp (version + hash of the pinned
+# go.mod/go.sum) changes. Concurrent runs wait for each other (flock); binaries are installed atomically,
+# so an interrupted build never leaves a half-written one behind.
 # Prints the directory holding the binaries on the last line.
 #
 #   WEFT_TESTBINS_DIR   where to cache (default: $HOME/.cache/weft/testbins)
@@ -15,6 +16,7 @@ K8S_MINOR=37
 ETCD_VERSION=v3.6.16
 NATS_VERSION=v2.12.8
 HELM_VERSION=v4.3.2
+PROMETHEUS_VERSION=v0.316.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${WEFT_TESTBINS_DIR:-$HOME/.cache/weft/testbins}"
@@ -84,8 +86,19 @@ build_helm() {
   echo "$want" > "$cache/helm.stamp"
 }
 
+build_prometheus() {
+  local want; want="$(stamp "prometheus $PROMETHEUS_VERSION remove_all_sd" prometheus)"
+  if stamp_ok prometheus "$want" && [ -x "$out/prometheus" ]; then return; fi
+  echo "building prometheus $PROMETHEUS_VERSION without service discovery (cold: ~5 min on 2 cores)" >&2
+  build_into_out prometheus -tags=remove_all_sd \
+      -ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+      github.com/prometheus/prometheus/cmd/prometheus
+  echo "$want" > "$cache/prometheus.stamp"
+}
+
 build_nats
 build_helm
+build_prometheus
 build_etcd
 build_k8s
 echo "$out"

@@ -77,6 +77,8 @@ const EVERY_OPTION: &[&str] = &[
     "runtime.hostGroups[1].labels.accelerator=gpu",
     "gateway.fallbackEndpoint=http://fallback.example:80",
     "monitoring.podMonitor.enabled=true",
+    "monitoring.dashboard.enabled=true",
+    "uninstall.timeout=5m",
 ];
 
 #[test]
@@ -461,4 +463,23 @@ fn the_uninstall_hook_drains_every_host_group_namespace_and_may_only_delete_depl
         .chain(["uninstall.drainHostGroups=false"])
         .collect();
     assert!(named(&template(&off), "Job", "weft-drain-host-groups").is_none());
+}
+
+#[test]
+fn the_dashboard_ships_as_the_file_the_metrics_test_checks() {
+    let docs = template(&["monitoring.dashboard.enabled=true"]);
+    let config_map = named(&docs, "ConfigMap", "weft-dashboard").expect("the dashboard ConfigMap");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value = serde_json::from_str(config_map["data"]["weft.json"].as_str().unwrap()).unwrap();
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/charts/weft/dashboards/weft.json"),
+    )
+    .unwrap();
+    assert_eq!(shipped, serde_json::from_str::<Value>(&file).unwrap());
+    let monitor = template(&["monitoring.podMonitor.enabled=true"]);
+    let monitor = named(&monitor, "PodMonitor", "weft").expect("the PodMonitor");
+    assert_eq!(
+        monitor["spec"]["jobLabel"], "app.kubernetes.io/name",
+        "job = weft-operator/weft-host/weft-gateway, as the dashboard expects"
+    );
 }

@@ -30,6 +30,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Mutex;
 use weft_crds::{Workload, WorkloadDeployment};
 use weft_e2e::kubelet::Backoff;
+use weft_e2e::system::prometheus::{self, Prometheus, ScrapeJob};
 use weft_e2e::system::{self, GatewayProcess, HostGroup, OperatorOptions, OperatorProcess};
 use weft_e2e::testing::http_get_host;
 use weft_e2e::traffic::RequestLoop;
@@ -39,6 +40,8 @@ use weft_testkit::owned;
 
 /// How long each part of the system may take to become ready.
 const SYSTEM_TIMEOUT: Duration = Duration::from_secs(120);
+/// The port of a host pod's admin server (`/metrics`) in the shipped host group.
+const HOST_ADMIN_PORT: u16 = 9192;
 /// The operator's component name (in `env.json`, `/healthz` and `/metrics`).
 const OPERATOR: &str = "weft-operator";
 
@@ -83,6 +86,10 @@ struct Args {
     /// print the requests answered and failed every second, while you delete a host pod.
     #[arg(long, conflicts_with_all = ["bare", "no_operator", "command"])]
     demo: bool,
+    /// Also run Prometheus (built by e2e/testbins/build.sh): it scrapes the operator, the gateway, every
+    /// host pod (the list follows pods as they come and go) and weft-dev; the banner prints its URL.
+    #[arg(long, conflicts_with_all = ["bare", "no_operator", "command"])]
+    observe: bool,
     /// Seconds pods get to exit after SIGTERM when the environment stops.
     #[arg(long, default_value_t = 5)]
     pod_grace_seconds: u64,
@@ -237,8 +244,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listen on {}", args.listen))?;
         let observe_addr = listener.local_addr()?;
         let server = tokio::spawn(serve_observability(listener, state.clone()));
+        let prometheus = if args.observe {
+            Some(start_prometheus(&coords, &parts, observe_addr).await?)
+        } else {
+            None
+        };
         let code = if args.command.is_empty() {
             print_banner(&coords, &parts, started.elapsed(), observe_addr);
+            if let Some((prometheus, _)) = &prometheus {
+                print_prometheus(prometheus);
+            }
             tokio::select! {
                 _ = sigint.recv() => {}
                 _ = sigterm.recv() => {}
@@ -256,6 +271,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             run_command(&args.command, &coords, &mut sigint, &mut sigterm).await?
         };
         server.abort();
+        if let Some((prometheus, refresher)) = prometheus {
+            refresher.abort();
+            let mut process = prometheus.process;
+            tokio::task::spawn_blocking(move || process.stop(Duration::from_secs(5)))
+                .await
+                .ok();
+        }
         Ok::<_, anyhow::Error>(code)
     }
     .await;
@@ -439,6 +461,64 @@ async fn supervise_operator(state: Arc<Mutex<State>>, env: Env, options: Operato
             Err(e) => eprintln!("weft-dev: restarting {OPERATOR}: {e}"),
         }
     }
+}
+
+/// `--observe`: Prometheus in the run directory, scraping the operator, the gateway, weft-dev and the
+/// host pods of the operator namespace (their list rewritten every 2 s from the API).
+async fn start_prometheus(
+    coords: &Coordinates,
+    parts: &System,
+    observe_addr: SocketAddr,
+) -> anyhow::Result<(Prometheus, tokio::task::JoinHandle<()>)> {
+    let dir = coords.run_dir.join("prometheus");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let hosts_file = dir.join("hosts.json");
+    let client = kube::Client::try_from(weft_e2e::kubeconfig::load(&coords.kubeconfig).await?)?;
+    let host_pods: Api<Pod> = Api::namespaced(client, system::OPERATOR_NAMESPACE);
+    let host_targets = move || {
+        let host_pods = host_pods.clone();
+        async move {
+            let params = ListParams::default().labels(weft_crds::names::labels::HOST_POD_GROUP);
+            let pods = host_pods.list(&params).await.map(|l| l.items).unwrap_or_default();
+            pods.iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| pod_ip(p)?.parse::<std::net::Ipv4Addr>().ok())
+                .map(|ip| SocketAddr::from((ip, HOST_ADMIN_PORT)))
+                .collect::<Vec<_>>()
+        }
+    };
+    prometheus::write_targets_file(&hosts_file, &host_targets().await)?;
+    let mut jobs = vec![
+        ScrapeJob::from_file("weft-host", &hosts_file),
+        ScrapeJob::new("weft-dev", [observe_addr]),
+    ];
+    if let Some((_, addr, _)) = &parts.operator {
+        jobs.push(ScrapeJob::new(OPERATOR, [*addr]));
+    }
+    if let Some(gateway) = &parts.gateway {
+        jobs.push(ScrapeJob::new("weft-gateway", [gateway.probes]));
+    }
+    let prometheus = Prometheus::start(&dir, &jobs, Duration::from_secs(5)).await?;
+    let refresher = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Err(e) = prometheus::write_targets_file(&hosts_file, &host_targets().await) {
+                eprintln!("weft-dev: prometheus host targets: {e}");
+            }
+        }
+    });
+    Ok((prometheus, refresher))
+}
+
+fn print_prometheus(prometheus: &Prometheus) {
+    println!(
+        "  Prometheus  {} scrapes the operator, the gateway, the hosts and weft-dev every 5 s; the Grafana",
+        prometheus.url()
+    );
+    println!(
+        "              dashboard deploy/charts/weft/dashboards/weft.json runs on it, e.g. {}/graph?g0.expr=sum%20by%20(code)%20(rate(weft_gateway_requests_total%5B1m%5D))\n",
+        prometheus.url()
+    );
 }
 
 fn print_banner(coords: &Coordinates, parts: &System, took: Duration, observe_addr: SocketAddr) {

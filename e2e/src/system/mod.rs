@@ -28,6 +28,7 @@ mod gateway;
 mod hostgroup;
 pub mod manifests;
 mod operator;
+pub mod prometheus;
 mod stack;
 
 use std::path::PathBuf;

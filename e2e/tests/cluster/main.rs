@@ -7,6 +7,7 @@ mod failover;
 mod helm;
 mod kubelet;
 mod lifecycle;
+mod metrics;
 mod rbac;
 mod ssa;
 mod support;
