@@ -2,7 +2,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/weft/target
 export CARGO_TARGET_DIR
 
-.PHONY: test testbins fmt lint unit dev crds manifests
+.PHONY: test testbins fmt lint unit dev crds manifests images
 
 ## test: everything CI checks: formatting, clippy with -D warnings, and every test (unit and end to end).
 ## The tests run inside one shared environment (control plane, NATS, process-kubelet) that weft-dev starts
@@ -25,6 +25,13 @@ crds:
 ## manifests: regenerate the plain manifests of deploy/ and the chart's CRDs from deploy/charts/weft.
 manifests: testbins
 	./deploy/generate.sh
+
+## images: build weft-operator, weft-host and weft-gateway in release and push their OCI images without a
+## Docker engine (deploy/images/build.sh): make images REGISTRY=localhost:5000/weft [TAG=0.1.0].
+images: testbins
+	@test -n "$(REGISTRY)" || { echo "make images REGISTRY=<registry>/<prefix> [TAG=<tag>]" >&2; exit 2; }
+	cargo build --release -p weft-operator -p weft-host -p weft-gateway
+	./deploy/images/build.sh $(REGISTRY) $(TAG)
 
 ## dev: run the whole system locally on the embedded control plane: the CRDs, weft-operator under its
 ## ServiceAccount and a host group of weft-host pods (Ctrl-C stops everything). Flags go in DEV_ARGS,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries Weft's tests run against, from their Go modules:
 # kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3),
-# nats-server, helm (for the chart tests) and prometheus (for the metrics tests). Idempotent: each set
+# nats-server, helm (chart tests), prometheus (metrics tests) and crane (images). Idempotent: each set
 # lands in a cache directory and is only rebuilt when its stamp (version + hash of the pinned
 # go.mod/go.sum) changes. Concurrent runs wait for each other (flock); binaries are installed atomically,
 # so an interrupted build never leaves a half-written one behind.
@@ -17,6 +17,7 @@ ETCD_VERSION=v3.6.16
 NATS_VERSION=v2.12.8
 HELM_VERSION=v4.3.2
 PROMETHEUS_VERSION=v0.316.0
+CRANE_VERSION=v0.22.1
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${WEFT_TESTBINS_DIR:-$HOME/.cache/weft/testbins}"
@@ -96,9 +97,19 @@ build_prometheus() {
   echo "$want" > "$cache/prometheus.stamp"
 }
 
+build_crane() {
+  local want; want="$(stamp "crane $CRANE_VERSION" crane)"
+  if stamp_ok crane "$want" && [ -x "$out/crane" ]; then return; fi
+  echo "building crane $CRANE_VERSION" >&2
+  build_into_out crane -ldflags="-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$CRANE_VERSION" \
+      github.com/google/go-containerregistry/cmd/crane
+  echo "$want" > "$cache/crane.stamp"
+}
+
 build_nats
 build_helm
 build_prometheus
+build_crane
 build_etcd
 build_k8s
 echo "$out"
