@@ -234,6 +234,7 @@ impl Controller {
                 self.routes.unbind(&id);
                 target.workload.stop(self.config.stop_grace).await;
                 self.table.release(&id, &reservation);
+                self.metrics.forget_workload(&target.requests);
                 error("the workload was stopped while it was starting".into())
             }
         };
@@ -272,6 +273,7 @@ impl Controller {
                 self.routes.unbind(id);
                 target.workload.stop(self.config.stop_grace).await;
                 self.table.finish_stop(id);
+                self.metrics.forget_workload(&target.requests);
                 tracing::info!(workload_id = %id, "workload stopped");
                 WorkloadStatus::new(id, WorkloadState::Stopping, "stopped successfully")
             }
@@ -287,8 +289,9 @@ impl Controller {
             self.routes.unbind(id);
         }
         futures::future::join_all(targets.iter().map(|(_, t)| t.workload.stop(grace))).await;
-        for (id, _) in &targets {
+        for (id, target) in &targets {
             self.table.finish_stop(id);
+            self.metrics.forget_workload(&target.requests);
         }
         self.metrics.set_workloads(self.table.counts());
     }

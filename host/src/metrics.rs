@@ -1,7 +1,8 @@
 //! The host's Prometheus metrics and the `/metrics` encoding (OpenMetrics or Prometheus text, by the
 //! scraper's `Accept` header).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -48,6 +49,9 @@ pub struct HostMetrics {
     heartbeats_published: Counter,
     heartbeat_errors: Counter,
     draining: Gauge,
+    /// How many running workloads use each `workload` label (a restarted replica may briefly overlap
+    /// the one it replaces); its series go when the last one stops.
+    labels_in_use: Arc<Mutex<HashMap<Arc<str>, usize>>>,
 }
 
 /// The ingress request metrics of one workload: its `200` series is resolved up front (the common
@@ -77,6 +81,9 @@ impl WorkloadRequestMetrics {
     }
 }
 
+/// Every status code a request series can carry.
+const HTTP_STATUS_CODES: std::ops::RangeInclusive<u16> = 100..=999;
+
 /// The label of requests that were not routed to any workload.
 pub const NO_WORKLOAD: &str = "";
 
@@ -101,6 +108,7 @@ impl HostMetrics {
             heartbeats_published: Counter::default(),
             heartbeat_errors: Counter::default(),
             draining: Gauge::default(),
+            labels_in_use: Arc::default(),
         };
         let info: Family<InfoLabels, Gauge> = Family::default();
         info.get_or_create(&InfoLabels {
@@ -162,6 +170,12 @@ impl HostMetrics {
     /// The request metrics of the workload labelled `workload` (`<namespace>/<name>`, or
     /// [`NO_WORKLOAD`]), resolved once so that counting a request needs no label lookup.
     pub fn workload_requests(&self, workload: Arc<str>) -> WorkloadRequestMetrics {
+        *self
+            .labels_in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(workload.clone())
+            .or_default() += 1;
         let ok = self
             .http_requests
             .get_or_create(&RequestLabels {
@@ -174,6 +188,26 @@ impl HostMetrics {
             ok,
             by_code: self.http_requests.clone(),
             duration: self.http_request_duration.clone(),
+        }
+    }
+
+    /// A workload stopped: once no running workload has its label, its request series leave
+    /// `/metrics` (a label per stopped workload would otherwise stay for the host's life).
+    pub fn forget_workload(&self, requests: &WorkloadRequestMetrics) {
+        let mut in_use = self.labels_in_use.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(n) = in_use.get_mut(&requests.workload) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        in_use.remove(&requests.workload);
+        for code in HTTP_STATUS_CODES {
+            self.http_requests.remove(&RequestLabels {
+                workload: requests.workload.clone(),
+                code,
+            });
         }
     }
 
@@ -313,6 +347,40 @@ pub fn openmetrics_to_prometheus(om: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_workloads_series_go_once_no_replica_of_it_runs() {
+        let mut registry = Registry::default();
+        let m = HostMetrics::register(&mut registry, "0.1.0", "h1", "wasmtime");
+        let old = m.workload_requests(Arc::from("ns/hello"));
+        old.observe(200, 0.001);
+        old.observe(502, 0.001);
+        // A restarted replica with the same label starts before the old one is gone.
+        let new = m.workload_requests(Arc::from("ns/hello"));
+        let other = m.workload_requests(Arc::from("ns/other"));
+        other.observe(200, 0.001);
+        let series = |registry: &Registry| encode(registry, Some("text/plain")).1;
+
+        m.forget_workload(&old);
+        assert!(
+            series(&registry).contains(r#"weft_host_http_requests_total{workload="ns/hello",code="200"} 1"#),
+            "the new replica still counts: {}",
+            series(&registry)
+        );
+        new.observe(200, 0.001);
+        assert_eq!(m.request_count("ns/hello", 200), 2);
+
+        m.forget_workload(&new);
+        let text = series(&registry);
+        assert!(!text.contains(r#"workload="ns/hello""#), "{text}");
+        assert!(
+            text.contains(r#"weft_host_http_requests_total{workload="ns/other",code="200"} 1"#),
+            "{text}"
+        );
+        // Forgetting twice changes nothing.
+        m.forget_workload(&new);
+        assert!(series(&registry).contains(r#"workload="ns/other""#));
+    }
 
     #[test]
     fn accept_header_selects_the_format() {

@@ -115,10 +115,22 @@ async fn requests_are_routed_by_host_header() {
         Some(2.0)
     );
 
-    // A stopped workload's hostname is gone at once.
+    // A stopped workload's hostname is gone at once, and so are its request series.
     c.stop(&host.id, "w-hello").await.unwrap();
     assert_eq!(get(host.http, "/", Some("hello.test")).unwrap().status, 404);
     assert_eq!(get(host.http, "/", Some("echo.test")).unwrap().status, 200);
+    let metrics = host.metrics();
+    assert!(
+        !metrics.contains(r#"workload="default/hello""#),
+        "a stopped workload leaves no series: {metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"weft_host_http_requests_total{workload="default/echo",code="200"}"#
+        ),
+        Some(3.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
