@@ -156,4 +156,34 @@ mod tests {
         }
         assert_eq!(yaml_files(&source_file("crds")).unwrap().len(), 5);
     }
+
+    #[test]
+    fn crds_applied_through_the_typed_struct_are_the_shipped_ones() {
+        for file in yaml_files(&source_file("crds")).unwrap() {
+            let raw = documents(&file).unwrap().remove(0);
+            let typed: CustomResourceDefinition = document(&file, "CustomResourceDefinition").unwrap();
+            let round_trip = serde_json::to_value(&typed).unwrap();
+            let diff = first_difference(&raw, &round_trip, String::new());
+            assert!(diff.is_none(), "{}: {diff:?}", file.display());
+        }
+    }
+
+    fn first_difference(a: &Value, b: &Value, path: String) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => x
+                .keys()
+                .chain(y.keys().filter(|k| !x.contains_key(*k)))
+                .find_map(|k| match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => first_difference(p, q, format!("{path}.{k}")),
+                    (p, q) => Some(format!("{path}.{k}: {p:?} vs {q:?}")),
+                }),
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (p, q))| first_difference(p, q, format!("{path}[{i}]"))),
+            _ if a == b => None,
+            _ => Some(format!("{path}: {a} vs {b}")),
+        }
+    }
 }
