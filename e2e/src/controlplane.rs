@@ -457,13 +457,8 @@ async fn start_etcd(run_dir: &Path, logs_dir: &Path, timeout: Duration) -> Resul
         ]);
         let mut etcd = Supervised::spawn("etcd", cmd, &logs_dir.join("etcd.log"))?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], client_port));
-        let ready = wait_ready("etcd", &mut etcd, timeout, || async move {
-            match crate::net::http_get_status(addr, "127.0.0.1", "/readyz", &[], Duration::from_secs(2)).await
-            {
-                Ok(200) => Ok(()),
-                Ok(code) => Err(format!("/readyz answered {code}")),
-                Err(e) => Err(e),
-            }
+        let ready = wait_ready("etcd", &mut etcd, timeout, || {
+            crate::net::answers_200(addr, "/readyz")
         })
         .await;
         match ready {
@@ -476,7 +471,7 @@ async fn start_etcd(run_dir: &Path, logs_dir: &Path, timeout: Duration) -> Resul
 }
 
 /// Polls `check` every 100 ms until it succeeds, the process exits, or `timeout` passes.
-async fn wait_ready<F, Fut>(
+pub(crate) async fn wait_ready<F, Fut>(
     component: &str,
     process: &mut Supervised,
     timeout: Duration,

@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
@@ -206,24 +205,7 @@ impl Env {
         ttl: Duration,
     ) -> Result<String, Error> {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin_client(), namespace);
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                expiration_seconds: Some(ttl.as_secs().max(600) as i64),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let response = api
-            .create_token_request(name, &PostParams::default(), &request)
-            .await
-            .map_err(Error::kube(format!(
-                "TokenRequest for ServiceAccount {namespace}/{name}"
-            )))?;
-        response
-            .status
-            .and_then(|s| s.token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Env(format!("TokenRequest for {namespace}/{name} returned no token")))
+        kubeconfig::service_account_token(&api, name, ttl, None).await
     }
 
     /// Writes a kubeconfig that authenticates with only a fresh token of ServiceAccount

@@ -41,6 +41,37 @@ pub fn render(name: &str, server: &str, ca_cert: &Path, credentials: &Credential
     serde_yaml::to_string(&config).expect("a JSON value always renders as YAML")
 }
 
+/// Mints a token of ServiceAccount `name` (in `accounts`' namespace) with the TokenRequest API, valid
+/// `ttl` (at least the apiserver's minimum of 10 minutes) and, with `bound_to`, only while that object
+/// exists.
+pub async fn service_account_token(
+    accounts: &kube::Api<k8s_openapi::api::core::v1::ServiceAccount>,
+    name: &str,
+    ttl: std::time::Duration,
+    bound_to: Option<k8s_openapi::api::authentication::v1::BoundObjectReference>,
+) -> Result<String, crate::Error> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let account = format!("{}/{name}", accounts.namespace().unwrap_or_default());
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(ttl.as_secs().max(600) as i64),
+            bound_object_ref: bound_to,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    accounts
+        .create_token_request(name, &Default::default(), &request)
+        .await
+        .map_err(crate::Error::kube(format!(
+            "TokenRequest for ServiceAccount {account}"
+        )))?
+        .status
+        .and_then(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| crate::Error::Env(format!("TokenRequest for {account} returned no token")))
+}
+
 /// Loads a kubeconfig file into a kube `Config`.
 pub async fn load(path: &Path) -> Result<kube::Config, crate::Error> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)

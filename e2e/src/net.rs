@@ -6,6 +6,15 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// `Ok` when `GET path` on `addr` answers 200 within 2 s, else why not: a readiness check for
+/// [`crate::controlplane::wait_ready`].
+pub async fn answers_200(addr: SocketAddr, path: &str) -> Result<(), String> {
+    match http_get_status(addr, "127.0.0.1", path, &[], Duration::from_secs(2)).await? {
+        200 => Ok(()),
+        code => Err(format!("{path} answered {code}")),
+    }
+}
+
 /// Sends `GET path` to `addr` with `host` as the Host header and extra `headers`, and returns the
 /// response status code. Fails on connect/read errors, a malformed status line, or `timeout`.
 pub async fn http_get_status(

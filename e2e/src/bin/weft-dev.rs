@@ -40,8 +40,6 @@ use weft_testkit::owned;
 
 /// How long each part of the system may take to become ready.
 const SYSTEM_TIMEOUT: Duration = Duration::from_secs(120);
-/// The port of a host pod's admin server (`/metrics`) in the shipped host group.
-const HOST_ADMIN_PORT: u16 = 9192;
 /// The operator's component name (in `env.json`, `/healthz` and `/metrics`).
 const OPERATOR: &str = "weft-operator";
 
@@ -464,7 +462,7 @@ async fn supervise_operator(state: Arc<Mutex<State>>, env: Env, options: Operato
 }
 
 /// `--observe`: Prometheus in the run directory, scraping the operator, the gateway, weft-dev and the
-/// host pods of the operator namespace (their list rewritten every 2 s from the API).
+/// host group's pods (their list rewritten every 2 s from the API).
 async fn start_prometheus(
     coords: &Coordinates,
     parts: &System,
@@ -474,17 +472,14 @@ async fn start_prometheus(
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let hosts_file = dir.join("hosts.json");
     let client = kube::Client::try_from(weft_e2e::kubeconfig::load(&coords.kubeconfig).await?)?;
-    let host_pods: Api<Pod> = Api::namespaced(client, system::OPERATOR_NAMESPACE);
+    let group = parts.host_group.as_ref().map(|(group, _, _)| group.clone());
     let host_targets = move || {
-        let host_pods = host_pods.clone();
+        let (client, group) = (client.clone(), group.clone());
         async move {
-            let params = ListParams::default().labels(weft_crds::names::labels::HOST_POD_GROUP);
-            let pods = host_pods.list(&params).await.map(|l| l.items).unwrap_or_default();
-            pods.iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter_map(|p| pod_ip(p)?.parse::<std::net::Ipv4Addr>().ok())
-                .map(|ip| SocketAddr::from((ip, HOST_ADMIN_PORT)))
-                .collect::<Vec<_>>()
+            match group {
+                Some(group) => group.admin_addrs(&client).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
         }
     };
     prometheus::write_targets_file(&hosts_file, &host_targets().await)?;

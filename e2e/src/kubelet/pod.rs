@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::BoundObjectReference;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Pod, PodCondition, PodStatus, Secret, ServiceAccount,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -331,27 +331,16 @@ impl Worker {
         if !spec::token_wanted(&self.pod, account.automount_service_account_token) {
             return Ok(None);
         }
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                expiration_seconds: Some(24 * 3600),
-                bound_object_ref: Some(BoundObjectReference {
-                    api_version: Some("v1".into()),
-                    kind: Some("Pod".into()),
-                    name: Some(self.pod.name_any()),
-                    uid: Some(self.uid.clone()),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let bound_to = BoundObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(self.pod.name_any()),
+            uid: Some(self.uid.clone()),
         };
-        let token = accounts
-            .create_token_request(name, &PostParams::default(), &request)
+        let ttl = Duration::from_secs(24 * 3600);
+        let token = crate::kubeconfig::service_account_token(&accounts, name, ttl, Some(bound_to))
             .await
-            .map_err(|e| format!("TokenRequest for ServiceAccount {namespace}/{name}: {e}"))?
-            .status
-            .and_then(|s| s.token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| format!("TokenRequest for ServiceAccount {namespace}/{name} returned no token"))?;
+            .map_err(|e| e.to_string())?;
         let path = self.dir.join("serviceaccount.kubeconfig");
         let yaml = crate::kubeconfig::render(
             name,

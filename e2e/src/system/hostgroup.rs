@@ -2,6 +2,7 @@
 //! for the process-kubelet, whose pods run the real `weft-host` binary.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,39 @@ impl HostGroup {
         apply(&Api::namespaced(client.clone(), &self.namespace), &account).await?;
         let deployment = self.deployment()?;
         apply(&Api::namespaced(client.clone(), &self.namespace), &deployment).await
+    }
+
+    /// The port of the host container's `--admin-addr` (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_port(&self) -> Result<u16, Error> {
+        let deployment = self.deployment()?;
+        deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|p| p.containers.iter().find(|c| c.name == HOST_CONTAINER))
+            .and_then(|c| flag_value(c.args.as_deref().unwrap_or_default(), "--admin-addr"))
+            .and_then(|addr| addr.rsplit_once(':')?.1.parse().ok())
+            .ok_or_else(|| Error::Manifest(format!("{DEPLOYMENT_FILE}: no --admin-addr=<ip>:<port>")))
+    }
+
+    /// Where each of the group's pods (not terminating, with an IP) serves its admin endpoints: its
+    /// pod IP and the admin port.
+    pub async fn admin_addrs(&self, client: &Client) -> Result<Vec<SocketAddr>, Error> {
+        let port = self.admin_port()?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &self.namespace);
+        let params = ListParams::default().labels(&self.pod_selector());
+        let list = pods.list(&params).await.map_err(Error::kube(format!(
+            "list the pods of {}",
+            self.deployment_name()
+        )))?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
+            .map(|ip: Ipv4Addr| SocketAddr::from((ip, port)))
+            .collect())
     }
 
     /// Waits until `replicas` of the group's pods (not terminating) are Ready and returns them. On

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use weft_testkit::{Supervised, free_port, testbin};
@@ -181,35 +181,16 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--web.enable-lifecycle");
-        let process = Supervised::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
-        let mut prometheus = Self {
+        let mut process = Supervised::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
+        crate::controlplane::wait_ready("prometheus", &mut process, Duration::from_secs(60), || {
+            crate::net::answers_200(addr, "/-/ready")
+        })
+        .await?;
+        Ok(Self {
             process,
             addr,
             dir: dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if !prometheus.process.is_running() {
-                return Err(prometheus.not_ready("the process exited"));
-            }
-            let ready =
-                crate::net::http_get_status(addr, "127.0.0.1", "/-/ready", &[], Duration::from_secs(2)).await;
-            if matches!(ready, Ok(200)) {
-                return Ok(prometheus);
-            }
-            if Instant::now() >= deadline {
-                return Err(prometheus.not_ready("/-/ready did not answer 200 within 60s"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn not_ready(&self, reason: &str) -> Error {
-        Error::Env(format!(
-            "prometheus on {}: {reason}; its log:\n{}",
-            self.addr,
-            self.process.log_tail(4096)
-        ))
+        })
     }
 
     /// Its base URL, e.g. `http://127.0.0.1:9090`.

@@ -516,29 +516,9 @@ impl Stack {
         addrs
     }
 
-    /// Where each host pod's admin server (`/metrics`, `/healthz`, `/readyz`) listens: its pod IP and
-    /// the admin port.
+    /// Where each host pod's admin server (`/metrics`, `/healthz`, `/readyz`) listens.
     pub async fn host_admin_addrs(&self) -> Result<Vec<std::net::SocketAddr>, Error> {
-        let deployment = self.group.deployment()?;
-        let port: u16 = deployment
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .and_then(|p| p.containers.iter().find(|c| c.name == super::HOST_CONTAINER))
-            .and_then(|c| super::flag_value(c.args.as_deref().unwrap_or_default(), "--admin-addr"))
-            .and_then(|addr| addr.rsplit_once(':')?.1.parse().ok())
-            .ok_or_else(|| Error::Manifest("the host group has no --admin-addr=<ip>:<port>".into()))?;
-        let pods: Api<Pod> = self.api();
-        let params = ListParams::default().labels(weft_crds::names::labels::HOST_POD_GROUP);
-        let list = pods.list(&params).await.map_err(Error::kube("list host pods"))?;
-        Ok(list
-            .items
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
-            .map(|ip: std::net::Ipv4Addr| std::net::SocketAddr::from((ip, port)))
-            .collect())
+        self.group.admin_addrs(&self.admin).await
     }
 
     /// How many times each operator replica was restarted after it exited.
