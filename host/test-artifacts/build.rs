@@ -8,13 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-const COMPONENTS: [(&str, &str); 6] = [
+const COMPONENTS: [(&str, &str); 11] = [
     ("HELLO", "hello"),
     ("ECHO", "echo"),
     ("ENV_CONFIG", "env-config"),
     ("SPINNER", "spinner"),
     ("HOG", "hog"),
     ("HTTP_CALLER", "http-caller"),
+    ("GREETER", "greeter"),
+    ("GREET_HTTP", "greet-http"),
+    ("GREET_INLINE", "greet-inline"),
+    ("KV_HTTP", "kv-http"),
+    ("KV_COUNTER", "kv-counter"),
 ];
 
 fn watch(dir: &Path) {

@@ -14,17 +14,27 @@
 //! | [`SPINNER`] | burns CPU forever (or `?iterations=N` rounds) |
 //! | [`HOG`] | allocates memory until stopped (or `?mb=N` MiB) |
 //! | [`HTTP_CALLER`] | fetches the URL in header `x-target-url` and reports `upstream <status>: <body>`, or `502` |
+//! | [`GREETER`] | library (no HTTP): exports `weft:test/greeter` (`greet`, `count`), logs through `wasi:logging` |
+//! | [`GREET_HTTP`] | `GET /<name>[?times=N]` answers `greet(name)` of the `weft:test/greeter` it imports |
+//! | [`GREET_INLINE`] | `GET /<name>` answers the same greeting itself (the single-component baseline) |
+//! | [`KV_HTTP`] | `wasi:keyvalue` over HTTP: `GET/PUT/DELETE /<bucket>/<key>`, `POST …?add=N`, `GET /<bucket>[?many=a,b]` |
+//! | [`KV_COUNTER`] | service (`wasi:cli/run`): increments `hits` in bucket `$BUCKET`; `EXIT_AFTER=N` fails after N |
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
 /// Every test component as `(name, path)`.
-pub const ALL: [(&str, &str); 6] = [
+pub const ALL: [(&str, &str); 11] = [
     ("hello", HELLO),
     ("echo", ECHO),
     ("env-config", ENV_CONFIG),
     ("spinner", SPINNER),
     ("hog", HOG),
     ("http-caller", HTTP_CALLER),
+    ("greeter", GREETER),
+    ("greet-http", GREET_HTTP),
+    ("greet-inline", GREET_INLINE),
+    ("kv-http", KV_HTTP),
+    ("kv-counter", KV_COUNTER),
 ];
 
 /// Reads a test component's bytes.
