@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -137,9 +138,34 @@ pub struct Args {
     #[arg(long, env = "WEFT_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// The `wasi:keyvalue` backend a workload gets unless its `wasi:keyvalue` host interface names one
+    /// in `backend`: `nats` (JetStream KV on the host's NATS connection; the server needs JetStream),
+    /// `filesystem` (under --keyvalue-dir, for local use) or `none`.
+    #[arg(long, env = "WEFT_KEYVALUE_BACKEND", value_enum, default_value = "nats")]
+    pub keyvalue_backend: KeyValueBackend,
+
+    /// Directory of the `filesystem` key-value backend (default: `<cache-dir>/keyvalue`).
+    #[arg(long, env = "WEFT_KEYVALUE_DIR")]
+    pub keyvalue_dir: Option<PathBuf>,
+
+    /// Back-off before a failed workload service is restarted (doubled per restart, up to 30 s).
+    #[arg(long, env = "WEFT_SERVICE_RESTART_BACKOFF", default_value = "500ms", value_parser = parse_duration)]
+    pub service_restart_backoff: Duration,
+
     /// Log format.
     #[arg(long, env = "WEFT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// The default `wasi:keyvalue` backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyValueBackend {
+    /// NATS JetStream KV.
+    Nats,
+    /// A directory on the host.
+    Filesystem,
+    /// None by default (a workload may still name one).
+    None,
 }
 
 /// How logs are written.
@@ -164,9 +190,30 @@ impl Args {
         }
     }
 
-    /// The Wasmtime backend's settings from these flags (everything else keeps its default).
+    /// The key-value backends: both are offered (a workload may name either); the flag picks the
+    /// default.
+    pub fn keyvalue_backends(&self, nats: async_nats::Client) -> weft_runtime::keyvalue::KeyValueBackends {
+        use weft_runtime::keyvalue::{FilesystemKeyValue, KeyValueBackends, NatsKeyValue};
+        let dir = self
+            .keyvalue_dir
+            .clone()
+            .unwrap_or_else(|| self.cache_dir.join("keyvalue"));
+        let mut backends = KeyValueBackends::default();
+        backends.add(Arc::new(NatsKeyValue::new(nats)));
+        backends.add(Arc::new(FilesystemKeyValue::new(dir)));
+        match self.keyvalue_backend {
+            KeyValueBackend::Nats => backends.set_default("nats").expect("added above"),
+            KeyValueBackend::Filesystem => backends.set_default("filesystem").expect("added above"),
+            KeyValueBackend::None => backends.clear_default(),
+        }
+        backends
+    }
+
+    /// The Wasmtime backend's settings from these flags (everything else keeps its default; the
+    /// key-value backends come from [`Args::keyvalue_backends`]).
     pub fn wasmtime_config(&self) -> weft_runtime::WasmtimeConfig {
         weft_runtime::WasmtimeConfig {
+            service_restart_backoff: self.service_restart_backoff,
             cache_dir: self.cache_dir.clone(),
             max_instances: self.max_instances,
             default_memory_limit: self.memory_limit,

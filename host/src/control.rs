@@ -307,6 +307,8 @@ fn running_status(id: &str, status: RuntimeStatus) -> WorkloadStatus {
     let state = match status.state {
         S::Running => WorkloadState::Running,
         S::Stopping | S::Stopped => WorkloadState::Stopping,
+        S::Failed => WorkloadState::Error,
+        S::Completed => WorkloadState::Completed,
     };
     let message = match &status.failures {
         Some(f) if state == WorkloadState::Running => {
@@ -421,6 +423,10 @@ mod tests {
                 }
                 Ok(Arc::new(CountingWorkload { id: spec.id, stops }) as Arc<dyn Workload>)
             })
+        }
+
+        fn interfaces(&self) -> weft_runtime::BackendInterfaces {
+            weft_runtime::BackendInterfaces::default()
         }
 
         fn probe(&self) -> BackendHealth {

@@ -61,52 +61,18 @@ pub fn build_heartbeat(info: &HostInfo, facts: &SystemFacts, counts: WorkloadCou
     }
 }
 
-fn wit(namespace: &str, package: &str, version: &str, interfaces: &[&str]) -> WitInterface {
-    WitInterface {
-        namespace: namespace.into(),
-        package: package.into(),
-        version: version.into(),
-        interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// The interfaces the Wasmtime backend provides to components (WASI 0.2 plus `wasi:config`).
-pub fn wasmtime_imports() -> Vec<WitInterface> {
-    vec![
-        wit(
-            "wasi",
-            "cli",
-            "0.2.0",
-            &["environment", "exit", "stderr", "stdin", "stdout"],
-        ),
-        wit("wasi", "clocks", "0.2.0", &["monotonic-clock", "wall-clock"]),
-        wit("wasi", "config", "0.2.0-draft", &["store"]),
-        wit("wasi", "filesystem", "0.2.0", &["preopens", "types"]),
-        wit("wasi", "http", "0.2.0", &["outgoing-handler", "types"]),
-        wit("wasi", "io", "0.2.0", &["error", "poll", "streams"]),
-        wit("wasi", "random", "0.2.0", &["random"]),
-        // Linked so components that import them instantiate; every socket operation is denied.
-        wit(
-            "wasi",
-            "sockets",
-            "0.2.0",
-            &[
-                "instance-network",
-                "ip-name-lookup",
-                "network",
-                "tcp",
-                "tcp-create-socket",
-                "udp",
-                "udp-create-socket",
-            ],
-        ),
-    ]
-}
-
-/// The interfaces the Wasmtime backend calls on components.
-pub fn wasmtime_exports() -> Vec<WitInterface> {
-    vec![wit("wasi", "http", "0.2.0", &["incoming-handler"])]
+/// The backend's interfaces in the wire form of the heartbeat.
+pub fn wire_interfaces(packages: &[weft_runtime::WitPackage]) -> Vec<WitInterface> {
+    packages
+        .iter()
+        .map(|p| WitInterface {
+            namespace: p.namespace.clone(),
+            package: p.package.clone(),
+            version: p.version.clone(),
+            interfaces: p.interfaces.clone(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -126,8 +92,18 @@ mod tests {
             started_at: Timestamp::new(1_777_636_800, 0).unwrap(),
             http_port: 9191,
             environment: "tenant-a".into(),
-            imports: wasmtime_imports(),
-            exports: wasmtime_exports(),
+            imports: wire_interfaces(&[weft_runtime::WitPackage::new(
+                "wasi",
+                "cli",
+                "0.2.0",
+                &["environment"],
+            )]),
+            exports: wire_interfaces(&[weft_runtime::WitPackage::new(
+                "wasi",
+                "http",
+                "0.2.0",
+                &["incoming-handler"],
+            )]),
         };
         let facts = SystemFacts {
             os_name: "linux".into(),

@@ -46,18 +46,22 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs the host until SIGTERM or SIGINT, then drains and returns.
 ///
-/// `backend` resolves to the runtime backend. The NATS connection is opened while it is being
-/// created (creating the Wasmtime engine and its pool takes a few milliseconds), so the first heartbeat
-/// goes out as soon as both are ready.
+/// `backend` makes the runtime backend from the host's NATS client (for NATS-backed host interfaces
+/// such as `wasi:keyvalue`). The connection is opened while the backend is being created (creating the
+/// Wasmtime engine and its pool takes a few milliseconds), so the first heartbeat goes out as soon as
+/// both are ready.
 ///
 /// Shutdown order: `/readyz` turns false; after `--shutdown-delay` the ingress stops accepting (new
 /// connections are refused) and in-flight requests get `--drain-timeout` to finish; the control API
 /// keeps answering meanwhile. Then every workload is stopped and the NATS connection is flushed.
-pub async fn run(
+pub async fn run<B>(
     args: Args,
-    backend: impl Future<Output = anyhow::Result<Arc<dyn RuntimeBackend>>>,
+    backend: impl FnOnce(async_nats::Client) -> B,
     mut registry: Registry,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    B: Future<Output = anyhow::Result<Arc<dyn RuntimeBackend>>>,
+{
     let identity = HostIdentity::generate();
     let http = TcpListener::bind(args.http_addr)
         .await
@@ -72,8 +76,10 @@ pub async fn run(
     let (nats, connection_events) = nats::connect(&args, &format!("weft-host {}", identity.id)).await?;
     // Before the first heartbeat: commands reach the server in order, so nobody can learn the host ID
     // before its control subscription exists.
+    let backend = backend(nats.clone());
     let requests = nats::subscribe_requests(&nats, &identity.id).await?;
     let backend = backend.await?;
+    let interfaces = backend.interfaces();
 
     let hostname = args.host_name.clone().unwrap_or_else(machine_hostname);
     let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
@@ -90,8 +96,8 @@ pub async fn run(
         started_at: Timestamp::now(),
         http_port,
         environment: args.environment.clone(),
-        imports: heartbeat::wasmtime_imports(),
-        exports: heartbeat::wasmtime_exports(),
+        imports: heartbeat::wire_interfaces(&interfaces.imports),
+        exports: heartbeat::wire_interfaces(&interfaces.exports),
     };
     tracing::info!(
         host_id = %identity.id,

@@ -30,14 +30,20 @@ fn main() -> anyhow::Result<()> {
             let mut registry = Registry::default();
             let runtime_metrics = RuntimeMetrics::register(&mut registry);
             // Created on a blocking thread, while `run` connects to NATS.
-            let config = args.wasmtime_config();
-            let backend = tokio::task::spawn_blocking(move || {
-                WasmtimeBackend::new(config, runtime_metrics)
-                    .map(|backend| Arc::new(backend) as Arc<dyn RuntimeBackend>)
-                    .context("start the Wasmtime backend")
-            });
-            let backend = async { backend.await.context("start the Wasmtime backend")? };
-            weft_host::run(args, backend, registry).await
+            let backend = |nats| {
+                let mut config = args.wasmtime_config();
+                config.keyvalue = args.keyvalue_backends(nats);
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        WasmtimeBackend::new(config, runtime_metrics)
+                            .map(|backend| Arc::new(backend) as Arc<dyn RuntimeBackend>)
+                            .context("start the Wasmtime backend")
+                    })
+                    .await
+                    .context("start the Wasmtime backend")?
+                }
+            };
+            weft_host::run(args.clone(), backend, registry).await
         })
         .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "weft-host failed"))
 }

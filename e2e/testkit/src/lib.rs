@@ -238,7 +238,8 @@ pub fn read_tail(path: &Path, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// A real `nats-server` on a free loopback port, stopped when dropped.
+/// A real `nats-server` on a free loopback port, with JetStream (stored under its directory), stopped
+/// when dropped.
 #[derive(Debug)]
 pub struct NatsServer {
     process: Supervised,
@@ -281,6 +282,8 @@ impl NatsServer {
         let mut cmd = Command::new(bin);
         cmd.args(extra);
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        // JetStream backs wasi:keyvalue's NATS backend.
+        cmd.arg("-js").arg("-sd").arg(dir.join("jetstream"));
         let mut process = Supervised::spawn("nats-server", cmd, &dir.join("nats.log"))?;
         process.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20))?;
         Ok(Self {

@@ -51,6 +51,44 @@ pub trait RuntimeBackend: Send + Sync {
 
     /// Whether the backend can start workloads and serve requests (feeds the host's `/readyz`).
     fn probe(&self) -> BackendHealth;
+
+    /// The interfaces components may import from the backend, and those it calls on components (the
+    /// host advertises both in its heartbeat).
+    fn interfaces(&self) -> BackendInterfaces;
+}
+
+/// A WIT package's interfaces, e.g. `wasi:keyvalue@0.2.0-draft` `store`, `atomics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitPackage {
+    /// WIT namespace.
+    pub namespace: String,
+    /// WIT package.
+    pub package: String,
+    /// Package version.
+    pub version: String,
+    /// Interface names.
+    pub interfaces: Vec<String>,
+}
+
+impl WitPackage {
+    /// A package entry.
+    pub fn new(namespace: &str, package: &str, version: &str, interfaces: &[&str]) -> Self {
+        Self {
+            namespace: namespace.into(),
+            package: package.into(),
+            version: version.into(),
+            interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+}
+
+/// What [`RuntimeBackend::interfaces`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendInterfaces {
+    /// Interfaces the backend provides to components.
+    pub imports: Vec<WitPackage>,
+    /// Interfaces the backend calls on components.
+    pub exports: Vec<WitPackage>,
 }
 
 /// A started workload.
@@ -101,6 +139,12 @@ pub enum WorkloadState {
     Stopping,
     /// Stopped and released (the host removes it; wasmCloud reports `NOT_FOUND` afterwards).
     Stopped,
+    /// The workload's service failed with no restarts left (`WORKLOAD_STATE_ERROR`); its components
+    /// may still serve requests.
+    Failed,
+    /// The workload's service exited cleanly and the workload serves no HTTP
+    /// (`WORKLOAD_STATE_COMPLETED`).
+    Completed,
 }
 
 /// A workload's state with a human-readable message.

@@ -8,19 +8,21 @@
 //! - [`source`]: fetching components from OCI registries, `file://` and `http(s)://` into a local cache.
 //! - [`failures`]: [`FailureWindow`], which of a workload's recent requests failed, for its status.
 //! - [`allowlist`]: the outgoing-HTTP allowlist (`allowedHosts`).
+//! - [`keyvalue`]: the stores behind `wasi:keyvalue` (NATS JetStream KV, a directory).
 
 pub mod allowlist;
 pub mod backend;
 pub mod error;
 pub mod failures;
+pub mod keyvalue;
 pub mod metrics;
 pub mod source;
 pub mod spec;
 pub mod wasmtime_backend;
 
 pub use backend::{
-    BackendHealth, BoxError, BoxFuture, RequestBody, ResponseBody, RuntimeBackend, Workload, WorkloadState,
-    WorkloadStatus,
+    BackendHealth, BackendInterfaces, BoxError, BoxFuture, RequestBody, ResponseBody, RuntimeBackend,
+    WitPackage, Workload, WorkloadState, WorkloadStatus,
 };
 pub use error::{FetchError, RuntimeError};
 pub use failures::{FailureWindow, RecentFailures};

@@ -145,6 +145,23 @@ struct FetchLabels {
     result: FetchResult,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KeyValueLabels {
+    backend: &'static str,
+    operation: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LogLabels {
+    level: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ServiceExitLabels {
+    result: &'static str,
+}
+
 /// The runtime's metrics. `Default` gives an unregistered set (for tests and tools).
 #[derive(Debug, Clone)]
 pub struct RuntimeMetrics {
@@ -160,6 +177,10 @@ pub struct RuntimeMetrics {
     compile_duration: Histogram,
     compile_cache: Family<CompileLabels, Counter>,
     outgoing: Family<OutgoingLabels, Counter>,
+    keyvalue: Family<KeyValueLabels, Counter>,
+    component_logs: Family<LogLabels, Counter>,
+    linked_calls: Counter,
+    service_exits: Family<ServiceExitLabels, Counter>,
 }
 
 /// Bucket bounds for per-request timings, in seconds: 1 µs steps up to 10 µs (instantiation lives
@@ -197,6 +218,10 @@ impl Default for RuntimeMetrics {
             compile_duration: Histogram::new(slow_buckets()),
             compile_cache: Family::default(),
             outgoing: Family::default(),
+            keyvalue: Family::default(),
+            component_logs: Family::default(),
+            linked_calls: Counter::default(),
+            service_exits: Family::default(),
         }
     }
 }
@@ -259,7 +284,69 @@ impl RuntimeMetrics {
             "Outgoing HTTP requests of components, by allowlist decision",
             m.outgoing.clone(),
         );
+        registry.register(
+            "weft_runtime_keyvalue_operations",
+            "wasi:keyvalue operations of components, by backend, operation and result (ok or error)",
+            m.keyvalue.clone(),
+        );
+        registry.register(
+            "weft_runtime_component_logs",
+            "wasi:logging messages of components, by level",
+            m.component_logs.clone(),
+        );
+        registry.register(
+            "weft_runtime_linked_calls",
+            "Calls from one component of a workload into another's export",
+            m.linked_calls.clone(),
+        );
+        registry.register(
+            "weft_runtime_service_exits",
+            "Exits of workload services (wasi:cli/run), by result: ok, error (restarted) or failed (out of restarts)",
+            m.service_exits.clone(),
+        );
         m
+    }
+
+    pub(crate) fn count_keyvalue(&self, backend: &'static str, operation: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.keyvalue
+            .get_or_create(&KeyValueLabels {
+                backend,
+                operation,
+                result,
+            })
+            .inc();
+    }
+
+    /// `wasi:keyvalue` operations counted so far with this backend, operation and result.
+    pub fn keyvalue_count(&self, backend: &'static str, operation: &'static str, ok: bool) -> u64 {
+        let result = if ok { "ok" } else { "error" };
+        self.keyvalue
+            .get_or_create(&KeyValueLabels {
+                backend,
+                operation,
+                result,
+            })
+            .get()
+    }
+
+    pub(crate) fn count_log(&self, level: &'static str) {
+        self.component_logs.get_or_create(&LogLabels { level }).inc();
+    }
+
+    pub(crate) fn count_linked_call(&self) {
+        self.linked_calls.inc();
+    }
+
+    /// Calls from one component into another's export so far.
+    pub fn linked_call_count(&self) -> u64 {
+        self.linked_calls.get()
+    }
+
+    pub(crate) fn count_service_exit(&self, result: &'static str) {
+        self.service_exits
+            .get_or_create(&ServiceExitLabels { result })
+            .inc();
     }
 
     pub(crate) fn observe_instantiate(&self, seconds: f64) {

@@ -420,11 +420,17 @@ async fn bad_workloads_fail_with_clear_errors() {
     );
 
     let mut with_service = spec("svc", &file_ref(components::HELLO), LocalResources::default());
-    with_service.service = Some(Default::default());
-    assert!(matches!(
-        start(with_service).await,
-        RuntimeError::Unsupported { .. }
-    ));
+    with_service.service = Some(weft_runtime::ServiceSpec {
+        // A library component: it exports no wasi:cli/run.
+        source: ComponentSource::new(file_ref(components::GREETER)),
+        ..Default::default()
+    });
+    let err = start(with_service).await;
+    assert!(
+        matches!(err, RuntimeError::Link { .. })
+            && err.to_string().contains("the service must export wasi:cli/run"),
+        "{err}"
+    );
 
     let mut two_http = spec("two", &file_ref(components::HELLO), LocalResources::default());
     two_http.components.push(ComponentSpec {

@@ -170,6 +170,24 @@ pub fn get(addr: SocketAddr, path: &str, host: Option<&str>) -> std::io::Result<
     read_response(&mut stream)
 }
 
+/// `method path` with `Host: host` and `body`, on a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = connect(addr)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    read_response(&mut stream)
+}
+
 /// A TCP connection with generous timeouts.
 pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;

@@ -14,20 +14,18 @@ use std::time::Instant;
 
 use tokio::sync::OnceCell;
 use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::state::InstanceState;
 use crate::metrics::{CompileCacheResult, RuntimeMetrics};
 use crate::source::Digest;
 
-/// A component ready to instantiate.
+/// A compiled component.
 pub(crate) struct Prepared {
-    /// Pre-instantiation for the HTTP proxy world, when the component exports
-    /// `wasi:http/incoming-handler`.
-    pub proxy: Option<ProxyPre<InstanceState>>,
-    /// Why `proxy` is `None`.
-    pub proxy_error: Option<String>,
+    pub component: Component,
+    /// Its pre-instantiation with the host's linker alone, or why it does not link on its own (it may
+    /// still link with the other components of its workload).
+    pub base: Result<InstancePre<InstanceState>, String>,
 }
 
 /// Why a component could not be prepared.
@@ -35,8 +33,6 @@ pub(crate) struct Prepared {
 pub(crate) enum PrepareError {
     /// It failed to compile (or its artifact failed to load).
     Compile(String),
-    /// It compiled but does not link against this host's imports.
-    Link(String),
 }
 
 struct Slot {
@@ -91,6 +87,11 @@ impl CompileCache {
             slots: Mutex::new(HashMap::new()),
             metrics,
         }
+    }
+
+    /// The host's linker.
+    pub(crate) fn linker(&self) -> &Linker<InstanceState> {
+        &self.linker
     }
 
     /// Where the artifact for `digest` lives.
@@ -179,15 +180,11 @@ impl CompileCache {
                 component
             }
         };
-        let pre = self
+        let base = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
-        let (proxy, proxy_error) = match ProxyPre::new(pre) {
-            Ok(proxy) => (Some(proxy), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        };
-        Ok(Arc::new(Prepared { proxy, proxy_error }))
+            .map_err(|e| format!("{e:#}"));
+        Ok(Arc::new(Prepared { component, base }))
     }
 }
 

@@ -54,6 +54,12 @@ pub struct WasmtimeConfig {
     pub insecure_registries: Vec<String>,
     /// Pass the components' stdout and stderr through to the host's.
     pub inherit_stdio: bool,
+    /// The stores behind `wasi:keyvalue` (none: opening a bucket fails with a message saying so).
+    pub keyvalue: crate::keyvalue::KeyValueBackends,
+    /// Back-off before a failed service's first restart; doubled per restart.
+    pub service_restart_backoff: Duration,
+    /// Longest back-off between service restarts.
+    pub service_max_backoff: Duration,
 }
 
 /// Whether to use `PAGEMAP_SCAN` when resetting pool slots.
@@ -91,6 +97,9 @@ impl Default for WasmtimeConfig {
             fetch_timeout: Duration::from_secs(30),
             insecure_registries: Vec::new(),
             inherit_stdio: true,
+            keyvalue: crate::keyvalue::KeyValueBackends::default(),
+            service_restart_backoff: Duration::from_millis(500),
+            service_max_backoff: Duration::from_secs(30),
         }
     }
 }

@@ -12,6 +12,11 @@
 
 mod compile;
 mod config;
+mod interfaces;
+mod keyvalue;
+mod linking;
+mod logging;
+mod service;
 mod state;
 mod workload;
 
@@ -25,17 +30,41 @@ pub use config::{PagemapScan, WasmtimeConfig};
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
+use wasmtime::component::InstancePre;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
 use self::compile::{CompileCache, PrepareError};
-use self::state::OutgoingPolicy;
-use self::workload::{Preopen, Shared, WasmtimeWorkload, WorkloadParts};
+use self::linking::{ComponentFacts, LinkPlan, WorkloadLinker};
+use self::service::RestartPolicy;
+use self::state::{InstanceState, OutgoingPolicy, WorkloadIdentity};
+use self::workload::{ComponentContext, Preopen, ServiceParts, Shared, WasmtimeWorkload, WorkloadParts};
 use crate::allowlist::AllowedHosts;
 use crate::backend::{BackendHealth, BoxFuture, RuntimeBackend, Workload};
 use crate::error::RuntimeError;
+use crate::keyvalue::Counted;
 use crate::metrics::{OutgoingResult, RuntimeMetrics};
 use crate::source::{Fetcher, FetcherConfig};
-use crate::spec::{ComponentSpec, VolumeKind, WorkloadSpec};
+use crate::spec::{ComponentSource, LocalResources, VolumeKind, WorkloadSpec};
 
 const BACKEND: &str = "wasmtime";
+
+/// The name a workload's service goes by in errors and logs.
+const SERVICE: &str = "service";
+
+/// The names of all components, for errors about the workload as a whole.
+fn names(facts: &[ComponentFacts]) -> String {
+    facts
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether an export name is p2 `wasi:http/incoming-handler`.
+fn is_incoming_handler(name: &str) -> bool {
+    name.starts_with("wasi:http/incoming-handler@0.2.")
+}
 
 /// The Wasmtime runtime backend.
 pub struct WasmtimeBackend {
@@ -46,6 +75,7 @@ pub struct WasmtimeBackend {
     fetcher: Fetcher,
     shared: Arc<Shared>,
     ticker_stop: Arc<AtomicBool>,
+    interfaces: crate::backend::BackendInterfaces,
 }
 
 impl std::fmt::Debug for WasmtimeBackend {
@@ -80,6 +110,10 @@ impl WasmtimeBackend {
             Err(err) => return Err(engine_error(err)),
         };
         let linker = state::linker(&engine).map_err(engine_error)?;
+        let interfaces = crate::backend::BackendInterfaces {
+            imports: interfaces::imports(&engine, &linker),
+            exports: interfaces::exports(),
+        };
         let compiled = Arc::new(CompileCache::new(
             engine.clone(),
             linker,
@@ -120,6 +154,7 @@ impl WasmtimeBackend {
             fetcher,
             shared,
             ticker_stop,
+            interfaces,
         })
     }
 
@@ -145,121 +180,269 @@ impl WasmtimeBackend {
 
     async fn start_workload(&self, spec: WorkloadSpec) -> Result<Arc<dyn Workload>, RuntimeError> {
         validate(&spec, &self.config)?;
-        let prepared = futures::future::try_join_all(spec.components.iter().map(|c| self.prepare(c))).await?;
-        let mut leases = Vec::new();
-        let mut http = Vec::new();
-        let mut missing = Vec::new();
-        for (component, (prepared, lease)) in spec.components.iter().zip(prepared) {
-            leases.push(lease);
-            match (&prepared.proxy, &prepared.proxy_error) {
-                (Some(proxy), _) => http.push((component, proxy.clone())),
-                (None, error) => {
-                    missing.push(format!("{}: {}", component.name, error.as_deref().unwrap_or("-")))
-                }
-            }
+        // The components, then the service (if any): one list, indexes shared by everything below.
+        let mut units: Vec<(&str, &ComponentSource, &LocalResources)> = spec
+            .components
+            .iter()
+            .map(|c| (c.name.as_str(), &c.source, &c.local_resources))
+            .collect();
+        if let Some(service) = &spec.service {
+            units.push((SERVICE, &service.source, &service.local_resources));
         }
-        let (component, proxy) = match http.len() {
-            1 => http.pop().expect("one element"),
-            0 => {
+        let service_index = spec.service.as_ref().map(|_| spec.components.len());
+        let prepared =
+            futures::future::try_join_all(units.iter().map(|(name, source, _)| self.prepare(name, source)))
+                .await?;
+        let (prepared, leases): (Vec<_>, Vec<_>) = prepared.into_iter().unzip();
+        let facts: Vec<ComponentFacts> = units
+            .iter()
+            .zip(&prepared)
+            .enumerate()
+            .map(|(i, ((name, _, _), p))| {
+                ComponentFacts::of(name, &p.component, &self.engine, Some(i) == service_index)
+            })
+            .collect();
+        let plan = linking::plan(&facts).map_err(|message| RuntimeError::Link {
+            component: names(&facts),
+            message,
+        })?;
+        let pres = self.link(&prepared, &facts, &plan)?;
+
+        let http: Vec<usize> = (0..spec.components.len())
+            .filter(|i| facts[*i].exports.iter().any(|e| is_incoming_handler(e)))
+            .collect();
+        let (http_index, proxy) = match http.as_slice() {
+            [i] => {
+                let proxy = ProxyPre::new(pres[*i].clone()).map_err(|e| RuntimeError::Link {
+                    component: facts[*i].name.clone(),
+                    message: format!("{e:#}"),
+                })?;
+                (*i, Some(proxy))
+            }
+            [] if spec.service.is_some() => (service_index.expect("a service"), None),
+            [] => {
                 return Err(RuntimeError::Link {
-                    component: spec
-                        .components
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    message: format!(
-                        "no component exports wasi:http/incoming-handler, so the workload cannot serve requests ({})",
-                        missing.join("; ")
-                    ),
+                    component: names(&facts),
+                    message: "no component exports wasi:http/incoming-handler, so the workload cannot serve requests (a workload without HTTP needs a service)".into(),
                 });
             }
-            _ => {
+            several => {
                 return Err(RuntimeError::InvalidSpec(format!(
                     "more than one component exports wasi:http/incoming-handler ({}); a workload serves HTTP through exactly one",
-                    http.iter()
-                        .map(|(c, _)| c.name.as_str())
+                    several
+                        .iter()
+                        .map(|i| facts[*i].name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
             }
         };
-        let resources = &component.local_resources;
-        let allowed_hosts = AllowedHosts::parse(&resources.allowed_hosts)
-            .map_err(|errors| RuntimeError::InvalidSpec(errors.join("; ")))?;
-        let (preopens, scratch_dirs) = self.volumes(&spec, component)?;
-        let memory_limit = resources
-            .memory_limit_bytes
-            .unwrap_or(self.config.default_memory_limit);
-        let max_concurrency = if component.max_concurrency > 0 {
-            component
-                .max_concurrency
-                .saturating_mul(component.pool_size.max(1))
-        } else {
-            self.config.default_max_concurrency
+        let service = match (service_index, &spec.service) {
+            (Some(index), Some(svc)) => {
+                let command = CommandPre::new(pres[index].clone()).map_err(|e| RuntimeError::Link {
+                    component: SERVICE.into(),
+                    message: format!("the service must export wasi:cli/run: {e:#}"),
+                })?;
+                Some(ServiceParts {
+                    command,
+                    index,
+                    memory_limit: self.memory_limit(&svc.local_resources),
+                    policy: RestartPolicy {
+                        max_restarts: svc.max_restarts,
+                        initial_backoff: self.config.service_restart_backoff,
+                        max_backoff: self.config.service_max_backoff,
+                    },
+                })
+            }
+            _ => None,
+        };
+
+        let mut contexts = Vec::with_capacity(units.len());
+        let mut scratch_dirs = Vec::new();
+        for (name, _, resources) in &units {
+            let allowed = AllowedHosts::parse(&resources.allowed_hosts)
+                .map_err(|errors| RuntimeError::InvalidSpec(errors.join("; ")))?;
+            let (preopens, scratch) = self.volumes(&spec, name, resources)?;
+            for dir in scratch {
+                if !scratch_dirs.contains(&dir) {
+                    scratch_dirs.push(dir);
+                }
+            }
+            contexts.push(ComponentContext {
+                environment: resources
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                config: Arc::new(resources.config.clone()),
+                outgoing: Arc::new(OutgoingPolicy {
+                    allowed,
+                    workload: Arc::from(spec.id.as_str()),
+                    allowed_count: self.shared.metrics.outgoing_counter(OutgoingResult::Allowed),
+                    denied_count: self.shared.metrics.outgoing_counter(OutgoingResult::Denied),
+                }),
+                preopens,
+            });
+        }
+        let keyvalue = self.keyvalue_for(&spec)?;
+        let http_component = spec.components.get(http_index);
+        let max_concurrency = match http_component {
+            Some(c) if c.max_concurrency > 0 => c.max_concurrency.saturating_mul(c.pool_size.max(1)),
+            _ => self.config.default_max_concurrency,
+        };
+        let linked = plan.reachable_from(http_index).len();
+        let summary = match http_component {
+            Some(c) if linked > 0 => format!(
+                "running: {} component(s), HTTP served by {:?} linked to {linked} other(s)",
+                spec.components.len(),
+                c.name
+            ),
+            Some(c) => format!(
+                "running: {} component(s), HTTP served by {:?}",
+                spec.components.len(),
+                c.name
+            ),
+            None => format!("running: {} component(s), no HTTP", spec.components.len()),
         };
         let parts = WorkloadParts {
             id: spec.id.clone(),
             engine: self.engine.clone(),
             proxy,
-            _leases: leases,
-            environment: resources
-                .environment
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            config: Arc::new(resources.config.clone()),
-            outgoing: Arc::new(OutgoingPolicy {
-                allowed: allowed_hosts,
-                workload: Arc::from(spec.id.as_str()),
-                allowed_count: self.shared.metrics.outgoing_counter(OutgoingResult::Allowed),
-                denied_count: self.shared.metrics.outgoing_counter(OutgoingResult::Denied),
+            http_index,
+            contexts: Arc::new(contexts),
+            identity: Arc::new(WorkloadIdentity {
+                id: spec.id.clone(),
+                namespace: spec.namespace.clone(),
+                name: spec.name.clone(),
+                components: facts.iter().map(|f| f.name.clone()).collect(),
             }),
-            preopens,
+            keyvalue,
+            _leases: leases,
             scratch_dirs,
-            memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+            memory_limit: self.memory_limit(units[http_index].2),
             cpu_ticks: self.config.cpu_ticks(),
             wall_time_limit: self.config.wall_time_limit,
             max_concurrency,
             retry_after: self.config.retry_after,
             max_request_body: self.config.max_request_body,
             inherit_stdio: self.config.inherit_stdio,
-            summary: format!(
-                "running: {} component(s), HTTP served by {:?}",
-                spec.components.len(),
-                component.name
-            ),
+            summary,
         };
-        let workload = WasmtimeWorkload::new(parts, self.shared.clone());
+        let workload = WasmtimeWorkload::new(parts, service, self.shared.clone());
         workload
             .check_instantiation()
             .await
             .map_err(|message| RuntimeError::Link {
-                component: component.name.clone(),
+                component: facts[http_index].name.clone(),
                 message: format!("test instantiation failed: {message}"),
             })?;
+        workload.start_service();
         tracing::info!(
             workload = %spec.id,
             namespace = %spec.namespace,
             name = %spec.name,
-            http_component = %component.name,
+            http_component = %facts[http_index].name,
+            linked,
+            service = spec.service.is_some(),
             max_concurrency,
-            memory_limit,
             "workload started"
         );
         Ok(Arc::new(workload))
     }
 
+    /// The memory limit for a component with `resources`.
+    fn memory_limit(&self, resources: &LocalResources) -> usize {
+        let bytes = resources
+            .memory_limit_bytes
+            .unwrap_or(self.config.default_memory_limit);
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    }
+
+    /// Pre-instantiates every component: with the host's linker alone when no component imports from
+    /// another, else with the workload's own linker.
+    fn link(
+        &self,
+        prepared: &[Arc<compile::Prepared>],
+        facts: &[ComponentFacts],
+        plan: &LinkPlan,
+    ) -> Result<Vec<InstancePre<InstanceState>>, RuntimeError> {
+        let failed = |i: usize, message: String| RuntimeError::Link {
+            component: facts[i].name.clone(),
+            message: self.explain_link_failure(&facts[i], &plan.served[i], message),
+        };
+        if !plan.has_links() {
+            return prepared
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.base.clone().map_err(|message| failed(i, message)))
+                .collect();
+        }
+        let components: Vec<_> = prepared.iter().map(|p| p.component.clone()).collect();
+        WorkloadLinker::build(&self.engine, self.compiled.linker(), &components, facts, plan)
+            .map(|linked| linked.pres)
+            .map_err(|(i, message)| failed(i, message))
+    }
+
+    /// Names the imports of a component that fails to link which neither the workload nor the host
+    /// serves; falls back to the linker's own message.
+    fn explain_link_failure(
+        &self,
+        facts: &ComponentFacts,
+        served: &[(String, usize, String)],
+        message: String,
+    ) -> String {
+        let missing: Vec<&str> = facts
+            .imports
+            .iter()
+            .filter(|import| !served.iter().any(|(name, _, _)| name == *import))
+            .filter(|import| !linking::linker_provides(&self.engine, self.compiled.linker(), import))
+            .map(String::as_str)
+            .collect();
+        match missing.as_slice() {
+            [] => message,
+            [one] => format!(
+                "it imports {one}, which no component of the workload exports and this host does not provide"
+            ),
+            many => format!(
+                "it imports {}, which no component of the workload exports and this host does not provide",
+                many.join(", ")
+            ),
+        }
+    }
+
+    /// The key-value store the workload's components get: the backend its `wasi:keyvalue` host
+    /// interface names in `backend`, else the host's default.
+    fn keyvalue_for(&self, spec: &WorkloadSpec) -> Result<Option<Arc<Counted>>, RuntimeError> {
+        let requested = spec
+            .host_interfaces
+            .iter()
+            .find(|i| i.namespace == "wasi" && i.package == "keyvalue")
+            .and_then(|i| i.config.get("backend"))
+            .map(String::as_str);
+        let store = self
+            .config
+            .keyvalue
+            .select(requested)
+            .map_err(RuntimeError::InvalidSpec)?;
+        Ok(store.map(|store| {
+            Arc::new(Counted {
+                store,
+                metrics: self.shared.metrics.clone(),
+            })
+        }))
+    }
+
     async fn prepare(
         &self,
-        component: &ComponentSpec,
+        name: &str,
+        source: &ComponentSource,
     ) -> Result<(Arc<compile::Prepared>, compile::Lease), RuntimeError> {
         let fetched = self
             .fetcher
-            .fetch(&component.source)
+            .fetch(source)
             .await
             .map_err(|source| RuntimeError::Fetch {
-                component: component.name.clone(),
+                component: name.to_string(),
                 source,
             })?;
         self.compiled
@@ -267,34 +450,31 @@ impl WasmtimeBackend {
             .await
             .map_err(|e| match e {
                 PrepareError::Compile(message) => RuntimeError::Compile {
-                    component: component.name.clone(),
+                    component: name.to_string(),
                     digest: fetched.digest.to_string(),
-                    message,
-                },
-                PrepareError::Link(message) => RuntimeError::Link {
-                    component: component.name.clone(),
                     message,
                 },
             })
     }
 
-    /// Resolves the HTTP component's volume mounts; creates `emptyDir` directories.
+    /// Resolves a component's volume mounts; creates `emptyDir` directories.
     fn volumes(
         &self,
         spec: &WorkloadSpec,
-        component: &ComponentSpec,
+        component: &str,
+        resources: &LocalResources,
     ) -> Result<(Vec<Preopen>, Vec<PathBuf>), RuntimeError> {
         let mut preopens = Vec::new();
         let mut scratch = Vec::new();
         let workload_dir = self.config.cache_dir.join("volumes").join(sanitize(&spec.id));
-        for mount in &component.local_resources.volume_mounts {
+        for mount in &resources.volume_mounts {
             let volume = spec
                 .volumes
                 .iter()
                 .find(|v| v.name == mount.name)
                 .ok_or_else(|| {
                     RuntimeError::InvalidSpec(format!(
-                        "volume mount {:?} names no volume of the workload",
+                        "component {component:?}: volume mount {:?} names no volume of the workload",
                         mount.name
                     ))
                 })?;
@@ -346,6 +526,10 @@ impl RuntimeBackend for WasmtimeBackend {
         Box::pin(self.start_workload(spec))
     }
 
+    fn interfaces(&self) -> crate::backend::BackendInterfaces {
+        self.interfaces.clone()
+    }
+
     fn probe(&self) -> BackendHealth {
         let free = self.shared.instances.available_permits();
         BackendHealth {
@@ -372,33 +556,31 @@ fn validate(spec: &WorkloadSpec, config: &WasmtimeConfig) -> Result<(), RuntimeE
     if spec.components.is_empty() {
         return Err(RuntimeError::InvalidSpec("the workload has no components".into()));
     }
-    if spec.service.is_some() {
-        return Err(RuntimeError::Unsupported {
-            backend: BACKEND.into(),
-            what: "a long-running service component (workload `service`)".into(),
-        });
-    }
     let mut names = HashSet::new();
-    for component in &spec.components {
-        if !names.insert(component.name.as_str()) {
+    let service = spec.service.as_ref().map(|s| (SERVICE, &s.local_resources));
+    let units = spec
+        .components
+        .iter()
+        .map(|c| (c.name.as_str(), &c.local_resources))
+        .chain(service);
+    for (i, (name, resources)) in units.enumerate() {
+        if i < spec.components.len() && !names.insert(name) {
             return Err(RuntimeError::InvalidSpec(format!(
-                "two components are named {:?}",
-                component.name
+                "two components are named {name:?}"
             )));
         }
-        if let Err(errors) = AllowedHosts::parse(&component.local_resources.allowed_hosts) {
+        if let Err(errors) = AllowedHosts::parse(&resources.allowed_hosts) {
             return Err(RuntimeError::InvalidSpec(format!(
-                "component {:?}: {}",
-                component.name,
+                "component {name:?}: {}",
                 errors.join("; ")
             )));
         }
-        if let Some(limit) = component.local_resources.memory_limit_bytes
+        if let Some(limit) = resources.memory_limit_bytes
             && limit > config.max_memory_limit
         {
             return Err(RuntimeError::InvalidSpec(format!(
-                "component {:?} asks for a memory limit of {limit} bytes; this host allows at most {}",
-                component.name, config.max_memory_limit
+                "component {name:?} asks for a memory limit of {limit} bytes; this host allows at most {}",
+                config.max_memory_limit
             )));
         }
     }

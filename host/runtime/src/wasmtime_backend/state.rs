@@ -13,22 +13,42 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::allowlist::AllowedHosts;
 
-/// The `T` of every `Store<T>`: one per request.
+/// The `T` of every `Store<T>`: one per request (or per service run).
 pub(crate) struct InstanceState {
-    pub wasi: WasiCtx,
+    /// Per component of the workload: what `current_component` sees of WASI.
+    pub wasi: Vec<WasiCtx>,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    pub hooks: OutgoingHooks,
+    /// Per component: its outgoing-HTTP policy.
+    pub hooks: Vec<OutgoingHooks>,
     pub limits: MemoryLimiter,
-    pub config: Arc<BTreeMap<String, String>>,
+    /// Per component: its configuration (and the rest of its context).
+    pub contexts: Arc<Vec<super::workload::ComponentContext>>,
     /// Epoch ticks the component has run through so far (its CPU-time account).
     pub ticks_used: u64,
+    /// Instances of the workload's other components, by component index, created in this store on
+    /// their first linked call.
+    pub linked: Vec<Option<wasmtime::component::Instance>>,
+    /// Index of the component running right now (for log lines).
+    pub current_component: usize,
+    pub identity: Arc<WorkloadIdentity>,
+    pub keyvalue: Option<Arc<crate::keyvalue::Counted>>,
+    pub metrics: crate::metrics::RuntimeMetrics,
+}
+
+/// Who a store runs for: the workload and its components' names (by index).
+#[derive(Debug, Default)]
+pub(crate) struct WorkloadIdentity {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub components: Vec<String>,
 }
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut self.wasi[self.current_component],
             table: &mut self.table,
         }
     }
@@ -39,8 +59,15 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut self.hooks[self.current_component],
         }
+    }
+}
+
+impl InstanceState {
+    /// The configuration of the component running now.
+    fn config(&self) -> &BTreeMap<String, String> {
+        &self.contexts[self.current_component].config
     }
 }
 
@@ -160,7 +187,7 @@ pub(crate) fn add_config_to_linker(linker: &mut Linker<InstanceState>) -> wasmti
             |ctx: StoreContextMut<'_, InstanceState>,
              (key,): (String,)|
              -> wasmtime::Result<(Result<Option<String>, ConfigError>,)> {
-                Ok((Ok(ctx.data().config.get(&key).cloned()),))
+                Ok((Ok(ctx.data().config().get(&key).cloned()),))
             },
         )?;
         store.func_wrap(
@@ -170,7 +197,7 @@ pub(crate) fn add_config_to_linker(linker: &mut Linker<InstanceState>) -> wasmti
              -> wasmtime::Result<(Result<ConfigPairs, ConfigError>,)> {
                 let all = ctx
                     .data()
-                    .config
+                    .config()
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
@@ -182,11 +209,13 @@ pub(crate) fn add_config_to_linker(linker: &mut Linker<InstanceState>) -> wasmti
 }
 
 /// The linker every component is linked with: WASI p2 (cli, clocks, filesystem, random, sockets —
-/// sockets deny everything), `wasi:http`, and `wasi:config/store`.
+/// sockets deny everything), `wasi:http`, `wasi:config/store`, `wasi:logging` and `wasi:keyvalue`.
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     add_config_to_linker(&mut linker)?;
+    super::logging::add_to_linker(&mut linker)?;
+    super::keyvalue::add_to_linker(&mut linker)?;
     Ok(linker)
 }

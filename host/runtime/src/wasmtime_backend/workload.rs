@@ -19,10 +19,13 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use super::compile::Lease;
-use super::state::{InstanceState, MemoryLimiter, OutgoingHooks, OutgoingPolicy};
+use super::service::{self, RestartPolicy, ServiceExit, ServiceState, ServiceStatus};
+use super::state::{InstanceState, MemoryLimiter, OutgoingHooks, OutgoingPolicy, WorkloadIdentity};
 use crate::backend::{BoxFuture, RequestBody, ResponseBody, Workload, WorkloadState, WorkloadStatus, body};
 use crate::failures::FailureWindow;
+use crate::keyvalue::Counted;
 use crate::metrics::{RequestOutcome, RuntimeMetrics};
+use wasmtime_wasi::p2::bindings::CommandPre;
 
 const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
@@ -35,17 +38,30 @@ pub(crate) struct Preopen {
     pub read_only: bool,
 }
 
-/// Everything a request needs, fixed at start.
-pub(crate) struct WorkloadParts {
-    pub id: String,
-    pub engine: Engine,
-    pub proxy: ProxyPre<InstanceState>,
-    /// Keeps the compiled components loaded while the workload exists.
-    pub _leases: Vec<Lease>,
+/// What one component of a workload sees in a store: its own environment, configuration, outgoing
+/// policy and volumes (a store switches between them as calls cross components).
+pub(crate) struct ComponentContext {
     pub environment: Vec<(String, String)>,
     pub config: Arc<BTreeMap<String, String>>,
     pub outgoing: Arc<OutgoingPolicy>,
     pub preopens: Vec<Preopen>,
+}
+
+/// Everything a request needs, fixed at start.
+pub(crate) struct WorkloadParts {
+    pub id: String,
+    pub engine: Engine,
+    /// The HTTP component's pre-instantiation; `None` when the workload serves no HTTP (a service
+    /// with library components only).
+    pub proxy: Option<ProxyPre<InstanceState>>,
+    /// Index of the HTTP component in `contexts`.
+    pub http_index: usize,
+    /// Per component of the workload (the service last, if any).
+    pub contexts: Arc<Vec<ComponentContext>>,
+    pub identity: Arc<WorkloadIdentity>,
+    pub keyvalue: Option<Arc<Counted>>,
+    /// Keeps the compiled components loaded while the workload exists.
+    pub _leases: Vec<Lease>,
     /// Directories to delete when the workload stops (its `emptyDir` volumes).
     pub scratch_dirs: Vec<PathBuf>,
     pub memory_limit: usize,
@@ -58,11 +74,38 @@ pub(crate) struct WorkloadParts {
     pub summary: String,
 }
 
+/// Limits of one store.
+pub(crate) struct StoreLimits {
+    /// Linear memory of all its instances together.
+    pub memory: usize,
+    /// CPU budget in epoch ticks; `None` = unlimited (a service).
+    pub cpu_ticks: Option<u64>,
+}
+
+impl StoreLimits {
+    /// The limits of one request.
+    pub(crate) fn request(parts: &WorkloadParts) -> Self {
+        Self {
+            memory: parts.memory_limit,
+            cpu_ticks: Some(parts.cpu_ticks),
+        }
+    }
+}
+
 /// Limits shared by every workload of a backend.
 pub(crate) struct Shared {
     /// One permit per pool slot: instances alive at once across all workloads.
     pub instances: Arc<Semaphore>,
     pub metrics: RuntimeMetrics,
+}
+
+/// A workload's service: how to run it and its limits.
+pub(crate) struct ServiceParts {
+    pub command: CommandPre<InstanceState>,
+    /// Its index in `WorkloadParts::contexts`.
+    pub index: usize,
+    pub memory_limit: usize,
+    pub policy: RestartPolicy,
 }
 
 struct Inner {
@@ -74,6 +117,11 @@ struct Inner {
     cancel: CancellationToken,
     failures: FailureWindow,
     shared: Arc<Shared>,
+    service: Option<ServiceParts>,
+    service_status: Option<Arc<ServiceStatus>>,
+    service_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ends the service (on stop, or when the workload's handle is dropped).
+    service_cancel: CancellationToken,
 }
 
 /// The Wasmtime backend's [`Workload`].
@@ -82,10 +130,13 @@ pub(crate) struct WasmtimeWorkload {
 }
 
 impl WasmtimeWorkload {
-    pub(crate) fn new(parts: WorkloadParts, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(parts: WorkloadParts, service: Option<ServiceParts>, shared: Arc<Shared>) -> Self {
         shared.metrics.workloads_gauge().inc();
         let permits = Arc::new(Semaphore::new(parts.max_concurrency.max(1) as usize));
         let workload_id = Arc::from(parts.id.as_str());
+        let service_status = service
+            .as_ref()
+            .map(|s| Arc::new(ServiceStatus::new(s.policy.max_restarts)));
         Self {
             inner: Arc::new(Inner {
                 parts,
@@ -96,8 +147,58 @@ impl WasmtimeWorkload {
                 cancel: CancellationToken::new(),
                 failures: FailureWindow::default(),
                 shared,
+                service,
+                service_status,
+                service_task: std::sync::Mutex::new(None),
+                service_cancel: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Starts the service, if the workload has one. Its supervisor holds only a weak reference, so a
+    /// workload dropped without `stop` still goes away (and cancels it).
+    pub(crate) fn start_service(&self) {
+        let (Some(service), Some(status)) = (&self.inner.service, &self.inner.service_status) else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let status = status.clone();
+        let policy = service.policy;
+        let cancel = self.inner.service_cancel.clone();
+        let workload = self.inner.workload_id.clone();
+        let metrics = self.inner.shared.metrics.clone();
+        let task = tokio::spawn(async move {
+            service::supervise(
+                policy,
+                &status,
+                cancel,
+                || {
+                    let weak = weak.clone();
+                    async move {
+                        let inner = weak.upgrade()?;
+                        Some(inner.run_service_once().await)
+                    }
+                },
+                |exit, state| {
+                    let result = match (exit, state) {
+                        (ServiceExit::Completed, _) => "ok",
+                        (_, ServiceState::Failed { .. }) => "failed",
+                        _ => "error",
+                    };
+                    metrics.count_service_exit(result);
+                    match exit {
+                        ServiceExit::Completed => {
+                            tracing::info!(%workload, "service completed (exit code 0)")
+                        }
+                        ServiceExit::Failed(error) => {
+                            tracing::warn!(%workload, %error, state = %state.describe(policy.max_restarts), "service failed")
+                        }
+                    }
+                },
+            )
+            .await;
+        });
+        *self.inner.service_task.lock().expect("service task lock") = Some(task);
     }
 }
 
@@ -107,8 +208,13 @@ impl WasmtimeWorkload {
     /// holds, or trapping in its start function — fails the start instead of every request.
     pub(crate) async fn check_instantiation(&self) -> Result<(), String> {
         let inner = &self.inner;
-        let mut store = inner.new_store().map_err(|e| format!("{e:#}"))?;
-        match inner.parts.proxy.instantiate_async(&mut store).await {
+        let Some(proxy) = &inner.parts.proxy else {
+            return Ok(());
+        };
+        let mut store = inner
+            .new_store(inner.parts.http_index, StoreLimits::request(&inner.parts))
+            .map_err(|e| format!("{e:#}"))?;
+        match proxy.instantiate_async(&mut store).await {
             Ok(_) => Ok(()),
             Err(err) if store.data().limits.hit => Err(format!(
                 "instantiation needs more than the memory limit of {} bytes: {err:#}",
@@ -116,6 +222,12 @@ impl WasmtimeWorkload {
             )),
             Err(err) => Err(format!("{err:#}")),
         }
+    }
+}
+
+impl Drop for WasmtimeWorkload {
+    fn drop(&mut self) {
+        self.inner.service_cancel.cancel();
     }
 }
 
@@ -160,8 +272,21 @@ impl Workload for WasmtimeWorkload {
             _ => WorkloadState::Stopped,
         };
         let active = inner.parts.max_concurrency.max(1) as usize - inner.permits.available_permits();
+        let service = inner.service_status.as_ref().map(|s| (s.get(), s.max_restarts));
+        let state = match (&service, state) {
+            (Some((ServiceState::Failed { .. }, _)), WorkloadState::Running) => WorkloadState::Failed,
+            (Some((ServiceState::Completed { .. }, _)), WorkloadState::Running)
+                if inner.parts.proxy.is_none() =>
+            {
+                WorkloadState::Completed
+            }
+            (_, state) => state,
+        };
         let message = match state {
-            WorkloadState::Running => inner.parts.summary.clone(),
+            WorkloadState::Running | WorkloadState::Failed | WorkloadState::Completed => match &service {
+                Some((service, max)) => format!("{}; {}", inner.parts.summary, service.describe(*max)),
+                None => inner.parts.summary.clone(),
+            },
             WorkloadState::Stopping => format!("stopping ({active} requests in flight)"),
             WorkloadState::Stopped => "stopped".to_string(),
         };
@@ -179,6 +304,43 @@ impl Workload for WasmtimeWorkload {
 }
 
 impl Inner {
+    /// Runs the service once, to its exit.
+    async fn run_service_once(&self) -> ServiceExit {
+        let service = self
+            .service
+            .as_ref()
+            .expect("only called for a workload with a service");
+        let limits = StoreLimits {
+            memory: service.memory_limit,
+            cpu_ticks: None,
+        };
+        let mut store = match self.new_store(service.index, limits) {
+            Ok(store) => store,
+            Err(err) => return ServiceExit::Failed(format!("creating its store: {err:#}")),
+        };
+        let result = async {
+            let command = service.command.instantiate_async(&mut store).await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        }
+        .await;
+        match result {
+            Ok(Ok(())) => ServiceExit::Completed,
+            Ok(Err(())) => ServiceExit::Failed("wasi:cli/run returned an error".into()),
+            Err(err) => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(wasmtime_wasi::I32Exit(0)) => ServiceExit::Completed,
+                Some(wasmtime_wasi::I32Exit(code)) => ServiceExit::Failed(format!("exited with code {code}")),
+                None if store.data().limits.hit => ServiceExit::Failed(format!(
+                    "stopped at its memory limit of {} bytes",
+                    service.memory_limit
+                )),
+                None => ServiceExit::Failed(match err.downcast_ref::<Trap>() {
+                    Some(trap) => format!("trapped: {trap}"),
+                    None => format!("{:#}", err),
+                }),
+            },
+        }
+    }
+
     fn remove_scratch_dirs(&self) {
         for dir in &self.parts.scratch_dirs {
             match std::fs::remove_dir_all(dir) {
@@ -217,6 +379,11 @@ impl Inner {
             permits.forget();
         }
         self.permits.close();
+        self.service_cancel.cancel();
+        let task = self.service_task.lock().expect("service task lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         self.remove_scratch_dirs();
         self.state.store(STOPPED, Ordering::Release);
         self.stopped.notify_waiters();
@@ -251,8 +418,11 @@ impl Inner {
             );
         }
 
+        let Some(proxy) = parts.proxy.clone() else {
+            return body::text_response(StatusCode::NOT_FOUND, "this workload serves no HTTP");
+        };
         let (tx, rx) = oneshot::channel();
-        let mut store = match self.new_store() {
+        let mut store = match self.new_store(parts.http_index, StoreLimits::request(parts)) {
             Ok(store) => store,
             Err(err) => return self.internal_error("creating the instance store", &err),
         };
@@ -277,7 +447,14 @@ impl Inner {
             let this = self.clone();
             Box::pin(async move {
                 let end = this
-                    .call(store, incoming, outparam, (permit, instance_permit), started)
+                    .call(
+                        proxy,
+                        store,
+                        incoming,
+                        outparam,
+                        (permit, instance_permit),
+                        started,
+                    )
                     .await;
                 this.count(&end);
                 end
@@ -315,46 +492,64 @@ impl Inner {
         }
     }
 
-    fn new_store(&self) -> wasmtime::Result<Store<InstanceState>> {
+    /// A store for a call that starts in component `root`.
+    pub(crate) fn new_store(
+        &self,
+        root: usize,
+        limits: StoreLimits,
+    ) -> wasmtime::Result<Store<InstanceState>> {
         let parts = &self.parts;
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&parts.environment);
-        if parts.inherit_stdio {
-            wasi.inherit_stdout().inherit_stderr();
-        }
-        for preopen in &parts.preopens {
-            let perms = if preopen.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            wasi.preopened_dir(&preopen.host_path, &preopen.guest_path, perms)?;
+        let mut wasi = Vec::with_capacity(parts.contexts.len());
+        for context in parts.contexts.iter() {
+            let mut builder = WasiCtxBuilder::new();
+            builder.envs(&context.environment);
+            if parts.inherit_stdio {
+                builder.inherit_stdout().inherit_stderr();
+            }
+            for preopen in &context.preopens {
+                let perms = if preopen.read_only {
+                    FsPerms::ReadOnly
+                } else {
+                    FsPerms::ReadWrite
+                };
+                builder.preopened_dir(&preopen.host_path, &preopen.guest_path, perms)?;
+            }
+            wasi.push(builder.build());
         }
         let state = InstanceState {
-            wasi: wasi.build(),
+            wasi,
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
-            hooks: OutgoingHooks {
-                policy: parts.outgoing.clone(),
-            },
+            hooks: parts
+                .contexts
+                .iter()
+                .map(|c| OutgoingHooks {
+                    policy: c.outgoing.clone(),
+                })
+                .collect(),
             limits: MemoryLimiter {
-                limit: parts.memory_limit,
+                limit: limits.memory,
                 hit: false,
             },
-            config: parts.config.clone(),
+            contexts: parts.contexts.clone(),
             ticks_used: 0,
+            linked: vec![None; parts.contexts.len()],
+            current_component: root,
+            identity: parts.identity.clone(),
+            keyvalue: parts.keyvalue.clone(),
+            metrics: self.shared.metrics.clone(),
         };
         let mut store = Store::new(&parts.engine, state);
         store.limiter(|state| &mut state.limits);
         // The callback runs every epoch tick the component executes through: it charges the tick to
-        // the request's CPU account, yields so other requests on this thread make progress, and stops
-        // the component once the account is exhausted.
-        let budget = parts.cpu_ticks;
+        // the call's CPU account, yields so other calls on this thread make progress, and stops the
+        // component once the account (if it has one) is exhausted.
+        let budget = limits.cpu_ticks;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
             state.ticks_used += 1;
-            if state.ticks_used > budget {
+            if budget.is_some_and(|budget| state.ticks_used > budget) {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
@@ -365,6 +560,7 @@ impl Inner {
 
     async fn call(
         &self,
+        proxy: ProxyPre<InstanceState>,
         mut store: Store<InstanceState>,
         incoming: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
         outparam: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
@@ -378,7 +574,7 @@ impl Inner {
         });
         let run = async {
             let t0 = Instant::now();
-            let proxy = self.parts.proxy.instantiate_async(&mut store).await;
+            let proxy = proxy.instantiate_async(&mut store).await;
             metrics.observe_instantiate(t0.elapsed().as_secs_f64());
             let proxy = match proxy {
                 Ok(proxy) => proxy,
