@@ -337,6 +337,25 @@ pub fn add_workload_controller(
         metrics,
     )
     .with_drain_delay(settings.workload_drain_delay);
+    let reconciler = match monitor {
+        Some(monitor) => {
+            let monitor = monitor.clone();
+            reconciler.with_host_interfaces(Arc::new(move |host_id| {
+                monitor
+                    .advertised_interfaces(host_id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|i| weft_scheduler_api::WitInterface {
+                        namespace: i.namespace,
+                        package: i.package,
+                        interfaces: i.interfaces,
+                        version: (!i.version.is_empty()).then_some(i.version),
+                    })
+                    .collect()
+            }))
+        }
+        None => reconciler,
+    };
     let key_of = |w: &Arc<Workload>| ObjectKey::of(w.as_ref());
     let (cm_cache, secret_cache) = (workloads.cache(), workloads.cache());
     let placed = workloads.cache();

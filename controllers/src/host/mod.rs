@@ -247,6 +247,15 @@ impl HostMonitor {
         let _ = self.workloads_changed.set(f);
     }
 
+    /// The interfaces host `host_id` advertised in its last heartbeat (its `imports` and `exports`), if
+    /// it has been heard since this process started.
+    pub fn advertised_interfaces(&self, host_id: &str) -> Option<Vec<weft_host_api::WitInterface>> {
+        self.lock().get(host_id).map(|o| {
+            let hb = &o.heartbeat;
+            hb.imports.iter().chain(&hb.exports).cloned().collect()
+        })
+    }
+
     /// Connects the monitor to the controller's queue (once it is built).
     pub fn set_queue(&self, queue: WorkQueue<ObjectKey>) {
         let _ = self.queue.set(queue);

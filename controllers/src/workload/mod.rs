@@ -179,7 +179,12 @@ pub struct WorkloadReconciler {
     /// Placements decided but maybe not in the cache yet (by UID), counted by the next decisions (the
     /// way kube-scheduler assumes a pod bound before the watch shows it).
     assumed: Mutex<HashMap<String, Assumed>>,
+    /// The interfaces each host advertised in its heartbeat (by host ID).
+    interfaces_of: InterfacesOf,
 }
+
+/// Where the reconciler learns the interfaces a host advertised (by host ID; empty when unknown).
+pub type InterfacesOf = Arc<dyn Fn(&str) -> Vec<weft_scheduler_api::WitInterface> + Send + Sync>;
 
 impl WorkloadReconciler {
     /// A reconciler choosing among `hosts` with `scheduler`, talking to hosts through `nats`.
@@ -204,7 +209,16 @@ impl WorkloadReconciler {
             drain_delay: Duration::ZERO,
             draining: Mutex::default(),
             assumed: Mutex::default(),
+            interfaces_of: Arc::new(|_| Vec::new()),
         }
+    }
+
+    /// Reads the interfaces hosts advertise from `f` (the Host controller's heartbeats), so the
+    /// scheduler's interface filter sees what each host really provides. Without it only the implicit
+    /// WASI interfaces count.
+    pub fn with_host_interfaces(mut self, f: InterfacesOf) -> Self {
+        self.interfaces_of = f;
+        self
     }
 
     /// Keeps a deleted, placed Workload running for `delay` after its deletion timestamp before it is
@@ -334,6 +348,7 @@ impl WorkloadReconciler {
                 .filter(|o| o.uid() != w.uid()),
             &HashSet::new(),
             &excluded,
+            self.interfaces_of.as_ref(),
         );
         let request = request::schedule_request(ns, name, &w.spec, snapshot::replica_set_of(w));
         let started = Instant::now();

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use weft_crds::names::condition_types;
 use weft_crds::{Host, Workload};
-use weft_scheduler_api::{HostInfo, percent_to_bp};
+use weft_scheduler_api::{HostInfo, WitInterface, percent_to_bp};
 
 /// The key a Workload's replica set is counted under: `namespace/name` of its controlling
 /// WorkloadReplicaSet, if any.
@@ -22,12 +22,15 @@ pub fn replica_set_of(w: &Workload) -> Option<String> {
 }
 
 /// One `HostInfo` per Host. `draining` holds the hostnames (pod IPs) of host pods that are terminating;
-/// `excluded` the host IDs this decision must avoid (e.g. one that just failed to start the Workload).
+/// `excluded` the host IDs this decision must avoid (e.g. one that just failed to start the Workload);
+/// `interfaces_of` gives the interfaces a host advertised in its heartbeat (by host ID; empty when
+/// unknown, which leaves the scheduler's implicit WASI interfaces).
 pub fn host_infos<'a>(
     hosts: impl IntoIterator<Item = &'a Host>,
     workloads: impl IntoIterator<Item = &'a Workload>,
     draining: &HashSet<String>,
     excluded: &HashSet<String>,
+    interfaces_of: &dyn Fn(&str) -> Vec<WitInterface>,
 ) -> Vec<HostInfo> {
     let mut counts: BTreeMap<&str, (u64, u64, BTreeMap<String, u64>)> = BTreeMap::new();
     for w in workloads {
@@ -73,7 +76,7 @@ pub fn host_infos<'a>(
                 .map_or(0, |v| v.max(0) as u64),
             workload_count,
             component_count,
-            interfaces: Vec::new(),
+            interfaces: interfaces_of(&h.spec.host_id),
             replica_sets,
         });
     }
@@ -145,7 +148,7 @@ mod tests {
             workload("shop", None, Some("cart")),
         ];
         let draining: HashSet<String> = ["10.0.0.3".to_string()].into();
-        let infos = host_infos(&hosts, &workloads, &draining, &HashSet::new());
+        let infos = host_infos(&hosts, &workloads, &draining, &HashSet::new(), &|_| Vec::new());
         assert_eq!(infos.len(), 3);
         assert!(infos[0].ready && !infos[0].draining);
         assert_eq!(infos[0].workload_count, 2);
@@ -156,6 +159,30 @@ mod tests {
         assert!(infos[2].draining);
         assert_eq!(infos[2].workload_count, 1);
         let excluded: HashSet<String> = ["id-a".to_string()].into();
-        assert!(!host_infos(&hosts, &workloads, &draining, &excluded)[0].ready);
+        assert!(!host_infos(&hosts, &workloads, &draining, &excluded, &|_| Vec::new())[0].ready);
+    }
+
+    #[test]
+    fn hosts_carry_the_interfaces_their_heartbeats_advertise() {
+        let hosts = [
+            host("a", "id-a", true, "10.0.0.1"),
+            host("b", "id-b", true, "10.0.0.2"),
+        ];
+        let keyvalue = WitInterface {
+            namespace: "wasi".into(),
+            package: "keyvalue".into(),
+            interfaces: vec!["store".into()],
+            version: Some("0.2.0-draft".into()),
+        };
+        let advertised = |id: &str| {
+            if id == "id-b" {
+                vec![keyvalue.clone()]
+            } else {
+                Vec::new()
+            }
+        };
+        let infos = host_infos(&hosts, [], &HashSet::new(), &HashSet::new(), &advertised);
+        assert!(infos[0].interfaces.is_empty());
+        assert_eq!(infos[1].interfaces, std::slice::from_ref(&keyvalue));
     }
 }
