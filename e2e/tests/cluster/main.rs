@@ -12,4 +12,5 @@ mod rbac;
 mod ssa;
 mod support;
 mod system;
+mod whole_workloads;
 mod workloads;
