@@ -2,9 +2,8 @@
 //! interleaved, at several connection counts; plus cold start and resident memory with many
 //! workloads. Run it with `host/bench/run.sh` (see `docs/benchmarks.md`).
 
-mod http1;
-mod stats;
-mod wrk;
+use weft_host_bench::weft::WeftHost;
+use weft_host_bench::{http1, stats, wrk};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures::StreamExt;
-use weft_host_api::{Component, HostClient, WitInterface, WitWorld, Workload, WorkloadStartRequest};
 use weft_testkit::{NatsServer, Supervised, TempDir, free_port};
 
 use crate::stats::{Histogram, median};
@@ -152,110 +149,6 @@ fn main() -> anyhow::Result<()> {
         memory(&args, &runtime, &nats, work.path(), &hello)?;
     }
     Ok(())
-}
-
-/// A running weft-host with its host ID and a NATS client.
-struct WeftHost {
-    process: Supervised,
-    host_id: String,
-    /// When its first heartbeat arrived.
-    heartbeat_at: Instant,
-    http: SocketAddr,
-    admin: SocketAddr,
-    client: HostClient,
-}
-
-impl WeftHost {
-    /// Spawns weft-host and waits for its first heartbeat. Returns the host and the spawn instant.
-    fn spawn(
-        runtime: &tokio::runtime::Runtime,
-        binary: &Path,
-        nats: &NatsServer,
-        cache: &Path,
-        log: &Path,
-    ) -> anyhow::Result<(Self, Instant)> {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        runtime.block_on(async {
-            let nats_client = async_nats::connect(nats.url()).await?;
-            let client = HostClient::new(nats_client);
-            let mut heartbeats = client.subscribe_heartbeats().await?;
-            let mut cmd = Command::new(binary);
-            cmd.args(["--scheduler-nats-url", &nats.url()])
-                .args(["--http-addr", &http.to_string()])
-                .args(["--admin-addr", &admin.to_string()])
-                .arg("--cache-dir")
-                .arg(cache)
-                .args(["--host-name", "127.0.0.1", "--heartbeat-interval", "60s"])
-                .env("RUST_LOG", "warn");
-            let spawned = Instant::now();
-            let process = Supervised::spawn("weft-host", cmd, log)?;
-            let heartbeat = tokio::time::timeout(Duration::from_secs(30), heartbeats.next())
-                .await
-                .context("no heartbeat from weft-host within 30 s")?
-                .context("heartbeat stream ended")?;
-            let heartbeat_at = Instant::now();
-            Ok((
-                Self {
-                    process,
-                    host_id: heartbeat.id,
-                    heartbeat_at,
-                    http,
-                    admin,
-                    client,
-                },
-                spawned,
-            ))
-        })
-    }
-
-    /// Starts a one-component workload bound to `hostname`.
-    fn start(
-        &self,
-        runtime: &tokio::runtime::Runtime,
-        id: &str,
-        image: &str,
-        hostname: &str,
-    ) -> anyhow::Result<()> {
-        let mut config = BTreeMap::new();
-        config.insert("host".to_string(), hostname.to_string());
-        let request = WorkloadStartRequest {
-            workload_id: id.to_string(),
-            workload: Some(Workload {
-                namespace: "bench".into(),
-                name: id.to_string(),
-                wit_world: Some(WitWorld {
-                    components: vec![Component {
-                        name: "hello".into(),
-                        image: image.to_string(),
-                        ..Default::default()
-                    }],
-                    host_interfaces: vec![WitInterface {
-                        namespace: "wasi".into(),
-                        package: "http".into(),
-                        interfaces: vec!["incoming-handler".into()],
-                        config: config.into_iter().collect(),
-                        ..Default::default()
-                    }],
-                }),
-                ..Default::default()
-            }),
-        };
-        runtime
-            .block_on(self.client.start(&self.host_id, &request))
-            .map(|_| ())
-            .with_context(|| format!("start workload {id}: host log:\n{}", self.process.log_tail(4096)))
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    fn metrics(&self) -> anyhow::Result<String> {
-        let (status, body) = http1::get(self.admin, "localhost", "/metrics")?;
-        anyhow::ensure!(status == 200, "/metrics answered {status}");
-        Ok(body)
-    }
 }
 
 fn spawn_wasmtime_serve(args: &Args, cwasm: &Path, dir: &Path) -> anyhow::Result<(Supervised, SocketAddr)> {

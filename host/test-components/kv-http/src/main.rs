@@ -4,7 +4,8 @@
 //! absent), `PUT /<bucket>/<key>` stores the body, `DELETE /<bucket>/<key>` deletes it,
 //! `POST /<bucket>/<key>?add=N` increments it atomically and answers the new value,
 //! `GET /<bucket>` lists the keys (one per line, sorted), `GET /<bucket>?many=a,b` reads keys in one
-//! batch. A store error answers `500` with the error.
+//! batch. A store error answers `500` with the error. `GET|PUT /<bucket>/<key>?repeat=N` does the get
+//! (or sets the body) N times and answers `<get|set> xN: <microseconds> us` (for benchmarks).
 
 use wstd::http::{Body, Error, Method, Request, Response, StatusCode};
 
@@ -77,6 +78,26 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
         keys.sort();
         return text(StatusCode::OK, keys.into_iter().map(|k| k + "\n").collect());
     };
+    if let Some(n) = query.strip_prefix("repeat=").and_then(|n| n.parse::<u32>().ok()) {
+        let value = if method == Method::PUT {
+            request.body_mut().bytes_contents().await?.to_vec()
+        } else {
+            Vec::new()
+        };
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            let result = if method == Method::PUT {
+                bucket.set(&key, &value)
+            } else {
+                bucket.get(&key).map(|_| ())
+            };
+            if let Err(e) = result {
+                return store_error(e);
+            }
+        }
+        let op = if method == Method::PUT { "set" } else { "get" };
+        return text(StatusCode::OK, format!("{op} x{n}: {} us\n", started.elapsed().as_micros()));
+    }
     match method {
         Method::GET => match bucket.get(&key) {
             Ok(Some(value)) => Ok(Response::new(value.into())),
