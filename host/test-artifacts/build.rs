@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-const COMPONENTS: [(&str, &str); 11] = [
+const COMPONENTS: [(&str, &str); 12] = [
     ("HELLO", "hello"),
     ("ECHO", "echo"),
     ("ENV_CONFIG", "env-config"),
@@ -20,6 +20,7 @@ const COMPONENTS: [(&str, &str); 11] = [
     ("GREET_INLINE", "greet-inline"),
     ("KV_HTTP", "kv-http"),
     ("KV_COUNTER", "kv-counter"),
+    ("TCP_CLIENT", "tcp-client"),
 ];
 
 fn watch(dir: &Path) {

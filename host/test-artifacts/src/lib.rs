@@ -18,12 +18,13 @@
 //! | [`GREET_HTTP`] | `GET /<name>[?times=N]` answers `greet(name)` of the `weft:test/greeter` it imports |
 //! | [`GREET_INLINE`] | `GET /<name>` answers the same greeting itself (the single-component baseline) |
 //! | [`KV_HTTP`] | `wasi:keyvalue` over HTTP: `GET/PUT/DELETE /<bucket>/<key>`, `POST …?add=N`, `GET /<bucket>[?many=a,b]` |
+//! | [`TCP_CLIENT`] | `wasi:sockets`: `GET /?addr=HOST:PORT` sends `ping` over TCP and answers `reply: <line>`, `?lookup=NAME` resolves; `502` when denied |
 //! | [`KV_COUNTER`] | service (`wasi:cli/run`): increments `hits` in bucket `$BUCKET`; `EXIT_AFTER=N` fails after N |
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
 /// Every test component as `(name, path)`.
-pub const ALL: [(&str, &str); 11] = [
+pub const ALL: [(&str, &str); 12] = [
     ("hello", HELLO),
     ("echo", ECHO),
     ("env-config", ENV_CONFIG),
@@ -35,6 +36,7 @@ pub const ALL: [(&str, &str); 11] = [
     ("greet-inline", GREET_INLINE),
     ("kv-http", KV_HTTP),
     ("kv-counter", KV_COUNTER),
+    ("tcp-client", TCP_CLIENT),
 ];
 
 /// Reads a test component's bytes.
