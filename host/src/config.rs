@@ -148,6 +148,11 @@ pub struct Args {
     #[arg(long, env = "WEFT_KEYVALUE_DIR")]
     pub keyvalue_dir: Option<PathBuf>,
 
+    /// Let components reach the host's loopback ports they list in `allowedHostLoopbackPorts` (without
+    /// it those lists are inert, as on a wasmCloud host).
+    #[arg(long, env = "WEFT_ALLOW_HOST_LOOPBACK")]
+    pub allow_host_loopback: bool,
+
     /// Back-off before a failed workload service is restarted (doubled per restart, up to 30 s).
     #[arg(long, env = "WEFT_SERVICE_RESTART_BACKOFF", default_value = "500ms", value_parser = parse_duration)]
     pub service_restart_backoff: Duration,
@@ -214,6 +219,7 @@ impl Args {
     pub fn wasmtime_config(&self) -> weft_runtime::WasmtimeConfig {
         weft_runtime::WasmtimeConfig {
             service_restart_backoff: self.service_restart_backoff,
+            allow_host_loopback: self.allow_host_loopback,
             cache_dir: self.cache_dir.clone(),
             max_instances: self.max_instances,
             default_memory_limit: self.memory_limit,

@@ -128,6 +128,8 @@ fn local_resources(lr: Option<&wire::LocalResources>) -> LocalResources {
         environment: lr.environment.clone(),
         config: lr.config.clone(),
         allowed_hosts: lr.allowed_hosts.clone(),
+        allowed_ip_name_lookups: lr.allowed_ip_name_lookups.clone(),
+        allowed_host_loopback_ports: lr.allowed_host_loopback_ports.clone(),
         volume_mounts: lr
             .volume_mounts
             .iter()

@@ -419,3 +419,104 @@ async fn the_heartbeat_advertises_what_the_linker_provides() {
         .collect();
     assert_eq!(exports, ["wasi:http/incoming-handler", "wasi:cli/run"]);
 }
+
+/// A TCP server on a loopback port answering each line with `pong <line>`.
+fn pong_server() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut line).is_ok() {
+                let _ = (&stream).write_all(format!("pong {line}").as_bytes());
+            }
+        }
+    });
+    port
+}
+
+fn socket_workload(
+    id: &str,
+    hostname: &str,
+    ports: &[String],
+    lookups: &[&str],
+) -> weft_host_api::WorkloadStartRequest {
+    let mut c = component("tcp-client", components::TCP_CLIENT);
+    let resources = c.local_resources.get_or_insert_with(LocalResources::default);
+    resources.allowed_host_loopback_ports = ports.to_vec();
+    resources.allowed_ip_name_lookups = lookups.iter().map(|s| s.to_string()).collect();
+    workload(id, hostname, vec![c], vec![], None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_are_denied_unless_the_component_and_the_host_allow_them() {
+    let port = pong_server();
+    let other = pong_server();
+    let nats = nats();
+    let open = start_host(&nats.url(), &["--allow-host-loopback"]).await;
+    let closed = start_host(&nats.url(), &[]).await;
+    let allowed = [port.to_string()];
+    for host in [&open, &closed] {
+        let s = host
+            .client
+            .start(&host.id, &socket_workload("tcp-1", "tcp.test", &allowed, &[]))
+            .await
+            .unwrap();
+        assert_eq!(s.workload_state, WorkloadState::Running, "{}", s.message);
+        let s = host
+            .client
+            .start(&host.id, &socket_workload("tcp-2", "none.test", &[], &[]))
+            .await
+            .unwrap();
+        assert_eq!(s.workload_state, WorkloadState::Running, "{}", s.message);
+    }
+    let call = |host: &common::Host, hostname: &str, target: u16| {
+        get(host.http, &format!("/?addr=127.0.0.1:{target}"), Some(hostname)).unwrap()
+    };
+    // Allowed by the component and the host: the listed port answers.
+    let r = call(&open, "tcp.test", port);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "reply: pong ping\n"));
+    // Any other port, a component listing none, or a host without --allow-host-loopback: denied.
+    for (host, hostname, target) in [
+        (&open, "tcp.test", other),
+        (&open, "none.test", port),
+        (&closed, "tcp.test", port),
+    ] {
+        let r = call(host, hostname, target);
+        assert_eq!(r.status, 502, "{hostname} → {target}: {}", r.body_text());
+        assert!(r.body_text().starts_with("connect failed"), "{}", r.body_text());
+    }
+    // Name lookups: denied unless `*`; narrower entries are refused at start.
+    let r = get(open.http, "/?lookup=localhost", Some("none.test")).unwrap();
+    assert_eq!(r.status, 502, "{}", r.body_text());
+    let s = open
+        .client
+        .start(&open.id, &socket_workload("tcp-3", "lookup.test", &[], &["*"]))
+        .await
+        .unwrap();
+    assert_eq!(s.workload_state, WorkloadState::Running, "{}", s.message);
+    let r = get(open.http, "/?lookup=localhost", Some("lookup.test")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("127.0.0.1") || r.body_text().contains("::1"),
+        "{}",
+        r.body_text()
+    );
+    match open
+        .client
+        .start(
+            &open.id,
+            &socket_workload("tcp-4", "bad.test", &["1-5".into()], &["db.example"]),
+        )
+        .await
+        .unwrap_err()
+    {
+        ClientError::Host { message, .. } => assert!(
+            message.contains("\"1-5\"") && message.contains("all or nothing"),
+            "{message}"
+        ),
+        other => panic!("expected an ERROR reply, got {other}"),
+    }
+}

@@ -9,6 +9,7 @@
 //! - [`failures`]: [`FailureWindow`], which of a workload's recent requests failed, for its status.
 //! - [`allowlist`]: the outgoing-HTTP allowlist (`allowedHosts`).
 //! - [`keyvalue`]: the stores behind `wasi:keyvalue` (NATS JetStream KV, a directory).
+//! - [`sockets`]: which `wasi:sockets` uses a component may make (`allowedHostLoopbackPorts`, …).
 
 pub mod allowlist;
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod failures;
 pub mod keyvalue;
 pub mod metrics;
+pub mod sockets;
 pub mod source;
 pub mod spec;
 pub mod wasmtime_backend;

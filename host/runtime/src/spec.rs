@@ -130,6 +130,11 @@ pub struct LocalResources {
     /// Entry forms: `*`, `host[:port]`, `*.suffix[:port]`, `scheme://host[:port][/]`,
     /// `scheme://*.suffix[:port][/]`.
     pub allowed_hosts: Vec<String>,
+    /// Names the component may look up (`wasi:sockets/ip-name-lookup`); empty denies all, `*` allows all.
+    pub allowed_ip_name_lookups: Vec<String>,
+    /// Host-loopback ports the component may reach (`5432`, `5432/tcp`, `53/udp`), when the host allows
+    /// loopback at all.
+    pub allowed_host_loopback_ports: Vec<String>,
     /// Volumes mounted into the component's filesystem.
     pub volume_mounts: Vec<VolumeMount>,
     /// Per-instance memory limit in bytes (wasmCloud's `memory_limit_mb`); `None` = backend default.

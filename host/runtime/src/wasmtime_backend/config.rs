@@ -56,6 +56,9 @@ pub struct WasmtimeConfig {
     pub inherit_stdio: bool,
     /// The stores behind `wasi:keyvalue` (none: opening a bucket fails with a message saying so).
     pub keyvalue: crate::keyvalue::KeyValueBackends,
+    /// Let components reach the host's loopback ports they list in `allowedHostLoopbackPorts`
+    /// (otherwise those lists are inert).
+    pub allow_host_loopback: bool,
     /// Back-off before a failed service's first restart; doubled per restart.
     pub service_restart_backoff: Duration,
     /// Longest back-off between service restarts.
@@ -98,6 +101,7 @@ impl Default for WasmtimeConfig {
             insecure_registries: Vec::new(),
             inherit_stdio: true,
             keyvalue: crate::keyvalue::KeyValueBackends::default(),
+            allow_host_loopback: false,
             service_restart_backoff: Duration::from_millis(500),
             service_max_backoff: Duration::from_secs(30),
         }

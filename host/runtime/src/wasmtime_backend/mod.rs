@@ -44,6 +44,7 @@ use crate::backend::{BackendHealth, BoxFuture, RuntimeBackend, Workload};
 use crate::error::RuntimeError;
 use crate::keyvalue::Counted;
 use crate::metrics::{OutgoingResult, RuntimeMetrics};
+use crate::sockets::SocketPolicy;
 use crate::source::{Fetcher, FetcherConfig};
 use crate::spec::{ComponentSource, LocalResources, VolumeKind, WorkloadSpec};
 
@@ -263,6 +264,14 @@ impl WasmtimeBackend {
             let allowed = AllowedHosts::parse(&resources.allowed_hosts)
                 .map_err(|errors| RuntimeError::InvalidSpec(errors.join("; ")))?;
             let (preopens, scratch) = self.volumes(&spec, name, resources)?;
+            let sockets = SocketPolicy::parse(
+                &resources.allowed_ip_name_lookups,
+                &resources.allowed_host_loopback_ports,
+                self.config.allow_host_loopback,
+            )
+            .map_err(|errors| {
+                RuntimeError::InvalidSpec(format!("component {name:?}: {}", errors.join("; ")))
+            })?;
             for dir in scratch {
                 if !scratch_dirs.contains(&dir) {
                     scratch_dirs.push(dir);
@@ -275,6 +284,7 @@ impl WasmtimeBackend {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 config: Arc::new(resources.config.clone()),
+                sockets: Arc::new(sockets),
                 outgoing: Arc::new(OutgoingPolicy {
                     allowed,
                     workload: Arc::from(spec.id.as_str()),

@@ -25,6 +25,7 @@ use crate::backend::{BoxFuture, RequestBody, ResponseBody, Workload, WorkloadSta
 use crate::failures::FailureWindow;
 use crate::keyvalue::Counted;
 use crate::metrics::{RequestOutcome, RuntimeMetrics};
+use crate::sockets::{Protocol, SocketPolicy, SocketUse};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 const RUNNING: u8 = 0;
@@ -42,6 +43,7 @@ pub(crate) struct Preopen {
 /// policy and volumes (a store switches between them as calls cross components).
 pub(crate) struct ComponentContext {
     pub environment: Vec<(String, String)>,
+    pub sockets: Arc<SocketPolicy>,
     pub config: Arc<BTreeMap<String, String>>,
     pub outgoing: Arc<OutgoingPolicy>,
     pub preopens: Vec<Preopen>,
@@ -72,6 +74,20 @@ pub(crate) struct WorkloadParts {
     pub max_request_body: u64,
     pub inherit_stdio: bool,
     pub summary: String,
+}
+
+/// Wasmtime's socket use in the policy's terms (`None`: an unknown use, denied).
+fn socket_use(use_: wasmtime_wasi::sockets::SocketAddrUse) -> Option<SocketUse> {
+    use wasmtime_wasi::sockets::SocketAddrUse as U;
+    Some(match use_ {
+        U::TcpBind => SocketUse::Bind(Protocol::Tcp),
+        U::TcpConnect => SocketUse::Connect,
+        U::TcpListen | U::TcpAccept => SocketUse::Serve,
+        U::UdpBind => SocketUse::Bind(Protocol::Udp),
+        U::UdpSend | U::UdpReceive => SocketUse::Datagram,
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
 }
 
 /// Limits of one store.
@@ -503,6 +519,15 @@ impl Inner {
         for context in parts.contexts.iter() {
             let mut builder = WasiCtxBuilder::new();
             builder.envs(&context.environment);
+            let sockets = context.sockets.clone();
+            builder
+                .allow_tcp(sockets.tcp())
+                .allow_udp(sockets.udp())
+                .allow_ip_name_lookup(sockets.name_lookups)
+                .socket_addr_check(move |addr, use_| {
+                    let allowed = socket_use(use_).is_some_and(|u| sockets.allows(addr, u));
+                    Box::pin(async move { allowed })
+                });
             if parts.inherit_stdio {
                 builder.inherit_stdout().inherit_stderr();
             }
