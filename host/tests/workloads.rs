@@ -71,6 +71,14 @@ fn counter_service(env: &[(&str, &str)], max_restarts: u64) -> Service {
     }
 }
 
+/// Sends `request`, expects the host's ERROR reply and returns its message.
+async fn start_error(host: &common::Host, request: &weft_host_api::WorkloadStartRequest) -> String {
+    match host.client.start(&host.id, request).await {
+        Err(ClientError::Host { message, .. }) => message,
+        other => panic!("expected an ERROR reply, got {other:?}"),
+    }
+}
+
 /// Polls `check` every 50 ms for up to 20 s.
 async fn eventually(what: &str, mut check: impl FnMut() -> Option<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -150,14 +158,12 @@ async fn an_import_nothing_serves_fails_the_start_naming_it() {
         vec![],
         None,
     );
-    match host.client.start(&host.id, &request).await.unwrap_err() {
-        ClientError::Host { message, .. } => assert!(
+    let message = start_error(&host, &request).await;
+    assert!(
             message.contains("greet-http")
                 && message.contains("imports weft:test/greeter@0.1.0, which no component of the workload exports and this host does not provide"),
             "{message}"
-        ),
-        other => panic!("expected an ERROR reply, got {other}"),
-    }
+        );
     assert_eq!(
         host.client
             .status(&host.id, "unlinked-1")
@@ -504,19 +510,10 @@ async fn sockets_are_denied_unless_the_component_and_the_host_allow_them() {
         "{}",
         r.body_text()
     );
-    match open
-        .client
-        .start(
-            &open.id,
-            &socket_workload("tcp-4", "bad.test", &["1-5".into()], &["db.example"]),
-        )
-        .await
-        .unwrap_err()
-    {
-        ClientError::Host { message, .. } => assert!(
-            message.contains("\"1-5\"") && message.contains("all or nothing"),
-            "{message}"
-        ),
-        other => panic!("expected an ERROR reply, got {other}"),
-    }
+    let bad = socket_workload("tcp-4", "bad.test", &["1-5".into()], &["db.example"]);
+    let message = start_error(&open, &bad).await;
+    assert!(
+        message.contains("\"1-5\"") && message.contains("all or nothing"),
+        "{message}"
+    );
 }

@@ -307,7 +307,7 @@ impl RuntimeMetrics {
         m
     }
 
-    pub(crate) fn count_keyvalue(&self, backend: &'static str, operation: &'static str, ok: bool) {
+    fn keyvalue_counter(&self, backend: &'static str, operation: &'static str, ok: bool) -> Counter {
         let result = if ok { "ok" } else { "error" };
         self.keyvalue
             .get_or_create(&KeyValueLabels {
@@ -315,19 +315,16 @@ impl RuntimeMetrics {
                 operation,
                 result,
             })
-            .inc();
+            .clone()
+    }
+
+    pub(crate) fn count_keyvalue(&self, backend: &'static str, operation: &'static str, ok: bool) {
+        self.keyvalue_counter(backend, operation, ok).inc();
     }
 
     /// `wasi:keyvalue` operations counted so far with this backend, operation and result.
     pub fn keyvalue_count(&self, backend: &'static str, operation: &'static str, ok: bool) -> u64 {
-        let result = if ok { "ok" } else { "error" };
-        self.keyvalue
-            .get_or_create(&KeyValueLabels {
-                backend,
-                operation,
-                result,
-            })
-            .get()
+        self.keyvalue_counter(backend, operation, ok).get()
     }
 
     pub(crate) fn count_log(&self, level: &'static str) {
