@@ -150,24 +150,22 @@ pub(crate) fn plan(components: &[ComponentFacts]) -> Result<LinkPlan, String> {
         }
     }
     // Kahn's algorithm: a component is ready once every provider it imports from is placed.
-    let mut waiting: Vec<usize> = served
+    let providers: Vec<Vec<usize>> = served
         .iter()
         .map(|s| {
-            let mut providers: Vec<usize> = s.iter().map(|(_, p, _)| *p).collect();
-            providers.sort_unstable();
-            providers.dedup();
-            providers.len()
+            let mut p: Vec<usize> = s.iter().map(|(_, p, _)| *p).collect();
+            p.sort_unstable();
+            p.dedup();
+            p
         })
         .collect();
+    let mut waiting: Vec<usize> = providers.iter().map(Vec::len).collect();
     let mut order = Vec::with_capacity(components.len());
     let mut ready: Vec<usize> = (0..components.len()).filter(|i| waiting[*i] == 0).collect();
     while let Some(next) = ready.pop() {
         order.push(next);
-        for (i, s) in served.iter().enumerate() {
-            let mut providers: Vec<usize> = s.iter().map(|(_, p, _)| *p).collect();
-            providers.sort_unstable();
-            providers.dedup();
-            if providers.contains(&next) {
+        for (i, p) in providers.iter().enumerate() {
+            if p.contains(&next) {
                 waiting[i] -= 1;
                 if waiting[i] == 0 {
                     ready.push(i);
