@@ -380,6 +380,48 @@ async fn a_failing_service_is_restarted_up_to_max_restarts_then_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_only_workload_that_exits_cleanly_is_completed() {
+    let nats = nats();
+    let host = start_host(&nats.url(), &["--keyvalue-backend", "filesystem"]).await;
+    let service = counter_service(&[("BUCKET", "done"), ("EXIT_AFTER", "3"), ("EXIT_CODE", "0")], 5);
+    let request = workload("svc-only", "svc-only.test", vec![], vec![], Some(service));
+    let started = host.client.start(&host.id, &request).await.unwrap();
+    assert_eq!(
+        started.workload_state,
+        WorkloadState::Running,
+        "{}",
+        started.message
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = host.client.status(&host.id, "svc-only").await.unwrap();
+        if status.workload_state != WorkloadState::Running {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never completed: {}", status.message);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        status.workload_state,
+        WorkloadState::Completed,
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("service completed (exit code 0)"),
+        "{}",
+        status.message
+    );
+    // Not restarted: one run of three increments.
+    let hits = host.dir.path().join("cache/keyvalue/done/hits");
+    assert_eq!(std::fs::read_to_string(hits).unwrap(), "3");
+    assert_eq!(
+        host.metric("weft_runtime_service_exits_total{result=\"ok\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_advertises_what_the_linker_provides() {
     let nats = nats();
     let host = start_host(&nats.url(), &[]).await;

@@ -62,6 +62,13 @@ fn names(facts: &[ComponentFacts]) -> String {
         .join(", ")
 }
 
+/// `root` and the components it may call: the components a store started in `root` can run.
+fn members(plan: &LinkPlan, root: usize) -> Vec<usize> {
+    let mut members = plan.reachable_from(root);
+    members.push(root);
+    members
+}
+
 /// Whether an export name is p2 `wasi:http/incoming-handler`.
 fn is_incoming_handler(name: &str) -> bool {
     name.starts_with("wasi:http/incoming-handler@0.2.")
@@ -180,7 +187,7 @@ impl WasmtimeBackend {
     }
 
     async fn start_workload(&self, spec: WorkloadSpec) -> Result<Arc<dyn Workload>, RuntimeError> {
-        validate(&spec, &self.config)?;
+        let policies = validate(&spec, &self.config)?;
         // The components, then the service (if any): one list, indexes shared by everything below.
         let mut units: Vec<(&str, &ComponentSource, &LocalResources)> = spec
             .components
@@ -247,6 +254,7 @@ impl WasmtimeBackend {
                 Some(ServiceParts {
                     command,
                     index,
+                    members: members(&plan, index),
                     memory_limit: self.memory_limit(&svc.local_resources),
                     policy: RestartPolicy {
                         max_restarts: svc.max_restarts,
@@ -260,18 +268,8 @@ impl WasmtimeBackend {
 
         let mut contexts = Vec::with_capacity(units.len());
         let mut scratch_dirs = Vec::new();
-        for (name, _, resources) in &units {
-            let allowed = AllowedHosts::parse(&resources.allowed_hosts)
-                .map_err(|errors| RuntimeError::InvalidSpec(errors.join("; ")))?;
+        for ((name, _, resources), policies) in units.iter().zip(policies) {
             let (preopens, scratch) = self.volumes(&spec, name, resources)?;
-            let sockets = SocketPolicy::parse(
-                &resources.allowed_ip_name_lookups,
-                &resources.allowed_host_loopback_ports,
-                self.config.allow_host_loopback,
-            )
-            .map_err(|errors| {
-                RuntimeError::InvalidSpec(format!("component {name:?}: {}", errors.join("; ")))
-            })?;
             for dir in scratch {
                 if !scratch_dirs.contains(&dir) {
                     scratch_dirs.push(dir);
@@ -284,9 +282,9 @@ impl WasmtimeBackend {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 config: Arc::new(resources.config.clone()),
-                sockets: Arc::new(sockets),
+                sockets: Arc::new(policies.sockets),
                 outgoing: Arc::new(OutgoingPolicy {
-                    allowed,
+                    allowed: policies.allowed_hosts,
                     workload: Arc::from(spec.id.as_str()),
                     allowed_count: self.shared.metrics.outgoing_counter(OutgoingResult::Allowed),
                     denied_count: self.shared.metrics.outgoing_counter(OutgoingResult::Denied),
@@ -319,6 +317,7 @@ impl WasmtimeBackend {
             engine: self.engine.clone(),
             proxy,
             http_index,
+            http_members: members(&plan, http_index),
             contexts: Arc::new(contexts),
             identity: Arc::new(WorkloadIdentity {
                 id: spec.id.clone(),
@@ -408,16 +407,13 @@ impl WasmtimeBackend {
             .filter(|import| !linking::linker_provides(&self.engine, self.compiled.linker(), import))
             .map(String::as_str)
             .collect();
-        match missing.as_slice() {
-            [] => message,
-            [one] => format!(
-                "it imports {one}, which no component of the workload exports and this host does not provide"
-            ),
-            many => format!(
-                "it imports {}, which no component of the workload exports and this host does not provide",
-                many.join(", ")
-            ),
+        if missing.is_empty() {
+            return message;
         }
+        format!(
+            "it imports {}, which no component of the workload exports and this host does not provide",
+            missing.join(", ")
+        )
     }
 
     /// The key-value store the workload's components get: the backend its `wasi:keyvalue` host
@@ -558,13 +554,22 @@ impl RuntimeBackend for WasmtimeBackend {
     }
 }
 
-/// Checks what can be checked without fetching anything.
-fn validate(spec: &WorkloadSpec, config: &WasmtimeConfig) -> Result<(), RuntimeError> {
+/// The policies [`validate`] parsed for one component (or the service).
+struct Policies {
+    allowed_hosts: AllowedHosts,
+    sockets: SocketPolicy,
+}
+
+/// Checks what can be checked without fetching anything; returns each component's (then the
+/// service's) parsed policies.
+fn validate(spec: &WorkloadSpec, config: &WasmtimeConfig) -> Result<Vec<Policies>, RuntimeError> {
     if spec.id.is_empty() {
         return Err(RuntimeError::InvalidSpec("the workload has no ID".into()));
     }
-    if spec.components.is_empty() {
-        return Err(RuntimeError::InvalidSpec("the workload has no components".into()));
+    if spec.components.is_empty() && spec.service.is_none() {
+        return Err(RuntimeError::InvalidSpec(
+            "the workload has neither components nor a service".into(),
+        ));
     }
     let mut names = HashSet::new();
     let service = spec.service.as_ref().map(|s| (SERVICE, &s.local_resources));
@@ -573,18 +578,28 @@ fn validate(spec: &WorkloadSpec, config: &WasmtimeConfig) -> Result<(), RuntimeE
         .iter()
         .map(|c| (c.name.as_str(), &c.local_resources))
         .chain(service);
+    let mut policies = Vec::new();
+    let invalid = |name: &str, errors: Vec<String>| {
+        RuntimeError::InvalidSpec(format!("component {name:?}: {}", errors.join("; ")))
+    };
     for (i, (name, resources)) in units.enumerate() {
         if i < spec.components.len() && !names.insert(name) {
             return Err(RuntimeError::InvalidSpec(format!(
                 "two components are named {name:?}"
             )));
         }
-        if let Err(errors) = AllowedHosts::parse(&resources.allowed_hosts) {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "component {name:?}: {}",
-                errors.join("; ")
-            )));
-        }
+        let allowed_hosts =
+            AllowedHosts::parse(&resources.allowed_hosts).map_err(|errors| invalid(name, errors))?;
+        let sockets = SocketPolicy::parse(
+            &resources.allowed_ip_name_lookups,
+            &resources.allowed_host_loopback_ports,
+            config.allow_host_loopback,
+        )
+        .map_err(|errors| invalid(name, errors))?;
+        policies.push(Policies {
+            allowed_hosts,
+            sockets,
+        });
         if let Some(limit) = resources.memory_limit_bytes
             && limit > config.max_memory_limit
         {
@@ -603,7 +618,7 @@ fn validate(spec: &WorkloadSpec, config: &WasmtimeConfig) -> Result<(), RuntimeE
             )));
         }
     }
-    Ok(())
+    Ok(policies)
 }
 
 /// A file-name-safe form of an ID.

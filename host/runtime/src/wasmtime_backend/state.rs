@@ -15,8 +15,9 @@ use crate::allowlist::AllowedHosts;
 
 /// The `T` of every `Store<T>`: one per request (or per service run).
 pub(crate) struct InstanceState {
-    /// Per component of the workload: what `current_component` sees of WASI.
-    pub wasi: Vec<WasiCtx>,
+    /// Per component of the workload: what `current_component` sees of WASI (`None` for components
+    /// this store never runs).
+    pub wasi: Vec<Option<WasiCtx>>,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
     /// Per component: its outgoing-HTTP policy.
@@ -48,7 +49,9 @@ pub(crate) struct WorkloadIdentity {
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi[self.current_component],
+            ctx: self.wasi[self.current_component]
+                .as_mut()
+                .expect("a store holds the WASI context of every component it can run"),
             table: &mut self.table,
         }
     }

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
@@ -58,6 +58,8 @@ pub(crate) struct WorkloadParts {
     pub proxy: Option<ProxyPre<InstanceState>>,
     /// Index of the HTTP component in `contexts`.
     pub http_index: usize,
+    /// The HTTP component and the components it may call (the contexts its stores need).
+    pub http_members: Vec<usize>,
     /// Per component of the workload (the service last, if any).
     pub contexts: Arc<Vec<ComponentContext>>,
     pub identity: Arc<WorkloadIdentity>,
@@ -120,6 +122,8 @@ pub(crate) struct ServiceParts {
     pub command: CommandPre<InstanceState>,
     /// Its index in `WorkloadParts::contexts`.
     pub index: usize,
+    /// It and the components it may call.
+    pub members: Vec<usize>,
     pub memory_limit: usize,
     pub policy: RestartPolicy,
 }
@@ -228,7 +232,11 @@ impl WasmtimeWorkload {
             return Ok(());
         };
         let mut store = inner
-            .new_store(inner.parts.http_index, StoreLimits::request(&inner.parts))
+            .new_store(
+                inner.parts.http_index,
+                &inner.parts.http_members,
+                StoreLimits::request(&inner.parts),
+            )
             .map_err(|e| format!("{e:#}"))?;
         match proxy.instantiate_async(&mut store).await {
             Ok(_) => Ok(()),
@@ -330,7 +338,7 @@ impl Inner {
             memory: service.memory_limit,
             cpu_ticks: None,
         };
-        let mut store = match self.new_store(service.index, limits) {
+        let mut store = match self.new_store(service.index, &service.members, limits) {
             Ok(store) => store,
             Err(err) => return ServiceExit::Failed(format!("creating its store: {err:#}")),
         };
@@ -438,10 +446,11 @@ impl Inner {
             return body::text_response(StatusCode::NOT_FOUND, "this workload serves no HTTP");
         };
         let (tx, rx) = oneshot::channel();
-        let mut store = match self.new_store(parts.http_index, StoreLimits::request(parts)) {
-            Ok(store) => store,
-            Err(err) => return self.internal_error("creating the instance store", &err),
-        };
+        let mut store =
+            match self.new_store(parts.http_index, &parts.http_members, StoreLimits::request(parts)) {
+                Ok(store) => store,
+                Err(err) => return self.internal_error("creating the instance store", &err),
+            };
         let request = request.map(|b| http_body_util::Limited::new(b, parts.max_request_body as usize));
         let request = request.map(|b| b.map_err(to_wasi_http_error));
         let resources = store
@@ -508,15 +517,18 @@ impl Inner {
         }
     }
 
-    /// A store for a call that starts in component `root`.
+    /// A store for a call that starts in component `root` and may run the components `members`
+    /// (`root` among them): only theirs of the WASI contexts are built.
     pub(crate) fn new_store(
         &self,
         root: usize,
+        members: &[usize],
         limits: StoreLimits,
     ) -> wasmtime::Result<Store<InstanceState>> {
         let parts = &self.parts;
-        let mut wasi = Vec::with_capacity(parts.contexts.len());
-        for context in parts.contexts.iter() {
+        let mut wasi: Vec<Option<WasiCtx>> = (0..parts.contexts.len()).map(|_| None).collect();
+        for &member in members {
+            let context = &parts.contexts[member];
             let mut builder = WasiCtxBuilder::new();
             builder.envs(&context.environment);
             let sockets = context.sockets.clone();
@@ -539,7 +551,7 @@ impl Inner {
                 };
                 builder.preopened_dir(&preopen.host_path, &preopen.guest_path, perms)?;
             }
-            wasi.push(builder.build());
+            wasi[member] = Some(builder.build());
         }
         let state = InstanceState {
             wasi,
